@@ -1,0 +1,301 @@
+"""The parsers for areas: CSV files, GeoJSON FeatureCollections, and ISO 3166 via pycountry.
+
+Each returns a list of Area values; the tree rules (unique codes, known parents, no cycles)
+are checked by the domain's AreaTree when the areas are merged into the store's tree.
+"""
+
+from __future__ import annotations
+
+import csv
+import gettext
+import io
+import json
+import math
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pycountry
+from shapely.geometry import mapping, shape
+from shapely.ops import unary_union
+from shapely.validation import explain_validity, make_valid
+
+from tocsin.domain.area import Area, AreaKind, check_code
+from tocsin.domain.errors import InvalidInput
+from tocsin.ingest.document import LANGUAGE
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidInput(f"{path}: is larger than {MAX_FILE_BYTES // 2**20} MiB",
+                               "split it into several files")
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInput(f"file {str(path)!r} does not exist", "check the path") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: is not UTF-8 text", "save it as UTF-8") from None
+
+
+def check_kind(value: str, where: str) -> AreaKind:
+    try:
+        return AreaKind(value.strip().lower())
+    except ValueError:
+        raise InvalidInput(f"{where}: kind {value!r} is not known",
+                           f"use one of {', '.join(k.value for k in AreaKind)}") from None
+
+
+def check_timezone(value: str, where: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"{where}: time zone {value!r} is not known",
+                           "use an IANA name such as Asia/Almaty or Europe/London") from None
+    return value
+
+
+def _check_language(lang: str, where: str) -> str:
+    if not LANGUAGE.match(lang):
+        raise InvalidInput(f"{where}: {lang!r} is not a language tag", "use e.g. name:kk, name:en")
+    return lang
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+CSV_FIXED = ("code", "parent", "kind", "timezone")
+
+
+def parse_areas_csv(text: str, source: str) -> list[Area]:
+    """Areas from CSV with columns code, parent, kind, timezone, name:LANG…, geocode:NAME…"""
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    if "code" not in header:
+        raise InvalidInput(f"{source}: the header has no 'code' column",
+                           "the first row must name the columns: code,parent,kind,name:en,…")
+    for column in header:
+        if column not in CSV_FIXED and not column.startswith(("name:", "geocode:")):
+            raise InvalidInput(f"{source}: column {column!r} is not known",
+                               "use code, parent, kind, timezone, name:LANG and geocode:NAME")
+    name_columns = {c: _check_language(c[5:], source) for c in header if c.startswith("name:")}
+    if not name_columns:
+        raise InvalidInput(f"{source}: there is no name column", "add one such as name:en")
+    areas = []
+    for row in reader:
+        where = f"{source}: line {reader.line_num}"
+        if None in row:
+            raise InvalidInput(f"{where}: has more fields than the header", "check its commas")
+        code = (row.get("code") or "").strip()
+        if not code:
+            raise InvalidInput(f"{where}: code is empty", "give every area a code")
+        check_code(code)
+        names = {lang: (row[c] or "").strip() for c, lang in name_columns.items() if row[c]}
+        if not names:
+            raise InvalidInput(f"{where}: area {code!r} has no name", "fill a name column")
+        timezone = (row.get("timezone") or "").strip()
+        areas.append(Area(
+            code=code,
+            kind=check_kind(row.get("kind") or "region", where),
+            names=names,
+            parent=(row.get("parent") or "").strip() or None,
+            geocodes=tuple((c[8:], (row[c] or "").strip()) for c in header
+                           if c.startswith("geocode:") and (row[c] or "").strip()),
+            timezone=check_timezone(timezone, where) if timezone else None,
+        ))
+    if not areas:
+        raise InvalidInput(f"{source}: has no rows", "add one row per area")
+    return areas
+
+
+def read_areas_csv(path: Path) -> list[Area]:
+    return parse_areas_csv(_read_text(path), str(path))
+
+
+# --- GeoJSON ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GeoJSONMapping:
+    """Which feature properties carry the area's fields, and defaults for those absent."""
+
+    code: str = "code"
+    parent: str = "parent"
+    kind: str = "kind"
+    timezone: str = "timezone"
+    names: Mapping[str, str] = field(default_factory=dict)
+    """language → property; by default every property named name:LANG."""
+    default_parent: str | None = None
+    default_kind: AreaKind = AreaKind.REGION
+    repair: bool = False
+    """Repair invalid geometry (shapely make_valid) instead of refusing it."""
+
+
+def parse_areas_geojson(text: str, source: str, options: GeoJSONMapping) -> list[Area]:
+    """Areas from a GeoJSON FeatureCollection of Polygon/MultiPolygon features."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"{source}: not valid JSON: {error}", "fix the syntax") from None
+    if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
+        raise InvalidInput(f"{source}: is not a GeoJSON FeatureCollection",
+                           'the top level must be {"type": "FeatureCollection", "features": [...]}')
+    features = document.get("features")
+    if not isinstance(features, list) or not features:
+        raise InvalidInput(f"{source}: has no features", "add one feature per area")
+    return [_feature(f, f"{source}: feature {i + 1}", options) for i, f in enumerate(features)]
+
+
+def _feature(feature: Any, where: str, options: GeoJSONMapping) -> Area:
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise InvalidInput(f"{where}: is not a GeoJSON Feature")
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise InvalidInput(f"{where}: properties must be an object")
+
+    def prop(name: str) -> str | None:
+        value = props.get(name)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str | int):
+            raise InvalidInput(f"{where}: property {name!r} must be text, not {value!r}")
+        return str(value).strip()
+
+    code = prop(options.code)
+    if code is None:
+        raise InvalidInput(f"{where}: has no {options.code!r} property",
+                           "name the property that holds the area code with --code-property")
+    where = f"{where} ({code})"
+    check_code(code)
+    if options.names:
+        names = {_check_language(lang, where): prop(p) for lang, p in options.names.items()}
+    else:
+        names = {_check_language(k[5:], where): prop(k) for k in props if k.startswith("name:")}
+    clean = {lang: name for lang, name in names.items() if name}
+    if not clean:
+        raise InvalidInput(f"{where}: has no name",
+                           "add name:LANG properties or map one with --name-property en=PROP")
+    kind = prop(options.kind)
+    timezone = prop(options.timezone)
+    geometry = _geometry(feature.get("geometry"), where, options.repair)
+    return Area(
+        code=code,
+        kind=check_kind(kind, where) if kind else options.default_kind,
+        names=clean,
+        parent=prop(options.parent) or options.default_parent,
+        timezone=check_timezone(timezone, where) if timezone else None,
+        geometry=geometry,
+    )
+
+
+def _geometry(raw: Any, where: str, repair: bool) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("type") not in ("Polygon", "MultiPolygon"):
+        kind = raw.get("type") if isinstance(raw, dict) else type(raw).__name__
+        raise InvalidInput(f"{where}: geometry type {kind!r} cannot carry an area",
+                           "use Polygon or MultiPolygon")
+    polygons = raw.get("coordinates")
+    if raw["type"] == "Polygon":
+        polygons = [polygons]
+    if not isinstance(polygons, list) or not polygons:
+        raise InvalidInput(f"{where}: geometry has no coordinates")
+    flat: list[list[list[list[float]]]] = []
+    for polygon in polygons:
+        if not isinstance(polygon, list) or not polygon:
+            raise InvalidInput(f"{where}: a polygon has no rings")
+        flat.append([_ring(ring, where) for ring in polygon])
+    clean = {"type": "MultiPolygon", "coordinates": flat} if len(flat) > 1 or raw["type"] == (
+        "MultiPolygon") else {"type": "Polygon", "coordinates": flat[0]}
+    geometry = shape(clean)
+    if not geometry.is_valid:
+        if not repair:
+            raise InvalidInput(f"{where}: geometry is not valid: {explain_validity(geometry)}",
+                               "fix the shape, or import with --repair-geometry to repair it")
+        repaired = make_valid(geometry)
+        if repaired.geom_type == "GeometryCollection":  # keep the areas, drop stray lines
+            repaired = unary_union([g for g in repaired.geoms if g.geom_type.endswith("Polygon")])
+        clean = json.loads(json.dumps(mapping(repaired)))
+    return clean
+
+
+def _ring(ring: Any, where: str) -> list[list[float]]:
+    if not isinstance(ring, list) or len(ring) < 4:
+        raise InvalidInput(f"{where}: a ring has fewer than 4 positions",
+                           "a closed ring repeats its first position at the end")
+    out = []
+    for position in ring:
+        if (not isinstance(position, list) or len(position) < 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           for v in position)):
+            raise InvalidInput(f"{where}: position {position!r} is not [longitude, latitude]")
+        lon, lat = float(position[0]), float(position[1])
+        if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180
+                and -90 <= lat <= 90):
+            raise InvalidInput(f"{where}: position {position!r} is outside longitude -180..180 "
+                               "or latitude -90..90", "GeoJSON positions are [longitude, latitude]")
+        out.append([lon, lat])
+    if out[0] != out[-1]:
+        raise InvalidInput(f"{where}: a ring is not closed",
+                           "repeat the first position at the end of the ring")
+    return out
+
+
+def read_areas_geojson(path: Path, options: GeoJSONMapping) -> list[Area]:
+    return parse_areas_geojson(_read_text(path), str(path), options)
+
+
+# --- ISO 3166 (pycountry) --------------------------------------------------------------------
+
+CITY_TYPES = {"city", "municipality", "autonomous city", "metropolitan city", "capital city",
+              "city with county rights", "capital district", "federal city"}
+
+
+def iso_areas(country_code: str) -> list[Area]:
+    """The country and its ISO 3166-2 subdivisions, with every name pycountry has."""
+    country = pycountry.countries.get(alpha_2=country_code.upper())
+    if country is None:
+        raise InvalidInput(f"{country_code!r} is not an ISO 3166-1 alpha-2 country code",
+                           "use a code such as KZ, GB or US")
+    code = country.alpha_2
+    areas = [Area(
+        code=code,
+        kind=AreaKind.COUNTRY,
+        names=_translations("iso3166-1", {"en": country.name}),
+        geocodes=(("ISO3166-1", code),),
+    )]
+    subdivisions = sorted(pycountry.subdivisions.get(country_code=code) or [],
+                          key=lambda s: s.code)
+    for sub in subdivisions:
+        kind = (AreaKind.CITY if sub.type.lower() in CITY_TYPES
+                else AreaKind.DISTRICT if "district" in sub.type.lower() else AreaKind.REGION)
+        areas.append(Area(
+            code=sub.code,
+            kind=kind,
+            names=_translations("iso3166-2", {"und": sub.name}),
+            parent=sub.parent_code or code,
+            geocodes=(("ISO3166-2", sub.code),),
+        ))
+    return areas
+
+
+def _translations(domain: str, base: dict[str, str]) -> dict[str, str]:
+    """`base` plus each translation pycountry ships that differs from the original name."""
+    original = next(iter(base.values()))
+    names = dict(base)
+    for lang in _locales():
+        try:
+            catalogue = gettext.translation(domain, pycountry.LOCALES_DIR, languages=[lang])
+        except OSError:
+            continue
+        translated = catalogue.gettext(original)
+        tag = lang.replace("_", "-")
+        if translated != original and LANGUAGE.match(tag):
+            names[tag] = translated
+    return names
+
+
+def _locales() -> Iterable[str]:
+    folder = Path(pycountry.LOCALES_DIR)
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir())

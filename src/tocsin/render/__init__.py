@@ -1,0 +1,1 @@
+"""Pure functions from domain values to documents people and programs read."""

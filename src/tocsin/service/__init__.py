@@ -1,0 +1,2 @@
+"""Commands and queries: each command is one transaction holding the state change, its
+audit entries and its outbox events."""

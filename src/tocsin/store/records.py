@@ -1,0 +1,215 @@
+"""Reading and writing domain values: rows in, frozen dataclasses out, and back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from tocsin.domain.area import Area, AreaKind, AreaTree
+from tocsin.domain.audit import AuditEntry
+from tocsin.domain.declaration import Cancellation, Declaration, Statement, Status
+from tocsin.domain.scheme import Scheme
+from tocsin.ingest.schemes import parse_scheme
+from tocsin.store import tables as t
+
+# --- schemes ---------------------------------------------------------------------------------
+
+
+def load_scheme_documents(conn: Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(select(t.schemes.c.key, t.schemes.c.document).order_by(t.schemes.c.key))
+    return {row.key: row.document for row in rows}
+
+
+def load_schemes(conn: Connection) -> dict[str, Scheme]:
+    """Every stored scheme, parsed by the same parser as scheme files."""
+    return {key: parse_scheme(doc, f"stored scheme {key!r}")
+            for key, doc in load_scheme_documents(conn).items()}
+
+
+# --- areas -----------------------------------------------------------------------------------
+
+
+def load_tree(conn: Connection) -> AreaTree:
+    rows = conn.execute(select(t.areas).order_by(t.areas.c.position, t.areas.c.code))
+    return AreaTree.build(
+        Area(
+            code=row.code,
+            kind=AreaKind(row.kind),
+            names=dict(row.names),
+            parent=row.parent,
+            geocodes=tuple((name, value) for name, value in row.geocodes),
+            timezone=row.timezone,
+            geometry=row.geometry,
+        )
+        for row in rows
+    )
+
+
+def save_areas(conn: Connection, tree: AreaTree, changed: Iterable[Area]) -> None:
+    """Insert or update `changed` areas of `tree`, parents before children."""
+    existing = set(conn.execute(select(t.areas.c.code)).scalars())
+    position = conn.execute(select(func.coalesce(func.max(t.areas.c.position), 0))).scalar_one()
+    wanted = {area.code for area in changed}
+    for code in tree.order:
+        if code not in wanted:
+            continue
+        area = tree.areas[code]
+        values = {
+            "parent": area.parent,
+            "kind": area.kind.value,
+            "names": dict(area.names),
+            "geocodes": [list(pair) for pair in area.geocodes],
+            "timezone": area.timezone,
+            "geometry": dict(area.geometry) if area.geometry is not None else None,
+        }
+        if code in existing:
+            conn.execute(update(t.areas).where(t.areas.c.code == code).values(**values))
+        else:
+            position += 1
+            conn.execute(insert(t.areas).values(code=code, position=position, **values))
+
+
+# --- declarations ----------------------------------------------------------------------------
+
+
+def load_declarations(
+    conn: Connection, *, ids: Sequence[str] | None = None, scheme: str | None = None,
+    area_codes: Sequence[str] | None = None,
+) -> dict[str, Declaration]:
+    """Declarations by id, optionally only those with the given ids, scheme or naming areas."""
+    query = select(t.declarations)
+    if ids is not None:
+        query = query.where(t.declarations.c.id.in_(list(ids)))
+    if scheme is not None:
+        query = query.where(t.declarations.c.scheme == scheme)
+    if area_codes is not None:
+        naming = select(t.declaration_areas.c.declaration_id).where(
+            t.declaration_areas.c.area_code.in_(list(area_codes)))
+        query = query.where(t.declarations.c.id.in_(naming))
+    rows = conn.execute(query.order_by(t.declarations.c.created_at, t.declarations.c.id)).all()
+    if not rows:
+        return {}
+    wanted = [row.id for row in rows]
+    areas: dict[str, list[str]] = {}
+    replaces: dict[str, list[str]] = {}
+    cancels: dict[str, Cancellation] = {}
+    for chunk in _chunks(wanted, 10_000):
+        for row in conn.execute(select(t.declaration_areas).where(
+                t.declaration_areas.c.declaration_id.in_(chunk))
+                .order_by(t.declaration_areas.c.position)):
+            areas.setdefault(row.declaration_id, []).append(row.area_code)
+        for row in conn.execute(select(t.declaration_replaces).where(
+                t.declaration_replaces.c.declaration_id.in_(chunk))
+                .order_by(t.declaration_replaces.c.position)):
+            replaces.setdefault(row.declaration_id, []).append(row.replaces_id)
+        for row in conn.execute(select(t.cancellations).where(
+                t.cancellations.c.declaration_id.in_(chunk))):
+            cancels[row.declaration_id] = Cancellation(row.at, row.reason, row.actor)
+    return {
+        row.id: Declaration(
+            id=row.id,
+            scheme=row.scheme,
+            level=row.level,
+            areas=tuple(areas.get(row.id, ())),
+            texts={lang: Statement(**value) for lang, value in row.texts.items()},
+            sender=row.sender,
+            effective=row.effective_at,
+            expires=row.expires_at,
+            replaces=tuple(replaces.get(row.id, ())),
+            status=Status(row.status),
+            created_at=row.created_at,
+            created_by=row.created_by,
+            published_at=row.published_at,
+            published_by=row.published_by,
+            cancellation=cancels.get(row.id),
+        )
+        for row in rows
+    }
+
+
+def load_replacers(conn: Connection, ids: Sequence[str]) -> dict[str, Declaration]:
+    """The declarations that name any of `ids` in their replaces list."""
+    replacer_ids = conn.execute(select(t.declaration_replaces.c.declaration_id).where(
+        t.declaration_replaces.c.replaces_id.in_(list(ids)))).scalars().all()
+    return load_declarations(conn, ids=list(replacer_ids)) if replacer_ids else {}
+
+
+def insert_declaration(conn: Connection, d: Declaration) -> None:
+    conn.execute(insert(t.declarations).values(
+        id=d.id, scheme=d.scheme, level=d.level, status=d.status.value,
+        effective_at=d.effective, expires_at=d.expires, texts={lang: s.as_dict() for lang, s in d.texts.items()},
+        sender=d.sender, created_at=d.created_at, created_by=d.created_by,
+        published_at=d.published_at, published_by=d.published_by,
+    ))
+    if d.areas:
+        conn.execute(insert(t.declaration_areas), [
+            {"declaration_id": d.id, "area_code": code, "position": i}
+            for i, code in enumerate(d.areas)])
+    if d.replaces:
+        conn.execute(insert(t.declaration_replaces), [
+            {"declaration_id": d.id, "replaces_id": old, "position": i}
+            for i, old in enumerate(d.replaces)])
+
+
+def mark_published(conn: Connection, d: Declaration) -> None:
+    """Record a draft's publication: the only change a declaration row ever gets."""
+    conn.execute(update(t.declarations)
+                 .where(t.declarations.c.id == d.id, t.declarations.c.status == Status.DRAFT.value)
+                 .values(status=d.status.value, effective_at=d.effective,
+                         published_at=d.published_at, published_by=d.published_by))
+
+
+def insert_cancellation(conn: Connection, declaration_id: str, c: Cancellation) -> None:
+    conn.execute(insert(t.cancellations).values(
+        declaration_id=declaration_id, at=c.at, reason=c.reason, actor=c.by))
+
+
+def declaration_exists(conn: Connection, declaration_id: str) -> bool:
+    query = select(t.declarations.c.id).where(t.declarations.c.id == declaration_id)
+    return conn.execute(query).first() is not None
+
+
+# --- audit and state -------------------------------------------------------------------------
+
+
+def audit_entries(conn: Connection) -> Iterable[AuditEntry]:
+    """Every audit entry in stored order, streamed."""
+    result = conn.execution_options(yield_per=1000).execute(
+        select(t.audit_log).order_by(t.audit_log.c.seq))
+    for row in result:
+        yield _entry(row)
+
+
+def last_audit_entries(conn: Connection, limit: int) -> list[AuditEntry]:
+    """The newest `limit` entries, oldest first."""
+    rows = conn.execute(select(t.audit_log).order_by(t.audit_log.c.seq.desc()).limit(limit))
+    entries = [_entry(row) for row in rows]
+    return entries[::-1]
+
+
+def last_audit_entry(conn: Connection) -> AuditEntry | None:
+    entries = last_audit_entries(conn, 1)
+    return entries[0] if entries else None
+
+
+def insert_audit_entry(conn: Connection, entry: AuditEntry) -> None:
+    conn.execute(insert(t.audit_log).values(
+        seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action,
+        subject=entry.subject, details=dict(entry.details), prev_hash=entry.prev_hash,
+        hash=entry.hash))
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(row.seq, row.at, row.actor, row.action, row.subject, row.details,
+                      row.prev_hash, row.hash)
+
+
+def read_state(conn: Connection) -> Any:
+    return conn.execute(select(t.state).where(t.state.c.id == 1)).one()
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,151 @@
+"""Tables, identical on SQLite and PostgreSQL. Every stored time is UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC time")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+state = Table(
+    "state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("audit_seq", BigInteger, nullable=False),
+    Column("audit_hash", String(64), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
+
+schemes = Table(
+    "schemes",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+areas = Table(
+    "areas",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("parent", String(64), ForeignKey("areas.code"), nullable=True, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("names", JSON, nullable=False),
+    Column("geocodes", JSON, nullable=False),
+    Column("timezone", String(64), nullable=True),
+    Column("geometry", JSON, nullable=True),
+    Column("position", Integer, nullable=False),
+)
+
+declarations = Table(
+    "declarations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("scheme", String(64), ForeignKey("schemes.key"), nullable=False),
+    Column("level", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("effective_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("texts", JSON, nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("published_at", UTCDateTime, nullable=True),
+    Column("published_by", Text, nullable=True),
+    Index("ix_declarations_scheme_status", "scheme", "status"),
+)
+
+declaration_areas = Table(
+    "declaration_areas",
+    metadata,
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), primary_key=True),
+    Column("area_code", String(64), ForeignKey("areas.code"), primary_key=True, index=True),
+    Column("position", Integer, nullable=False),
+)
+
+declaration_replaces = Table(
+    "declaration_replaces",
+    metadata,
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), primary_key=True),
+    Column("replaces_id", String(40), ForeignKey("declarations.id"), primary_key=True, index=True),
+    Column("position", Integer, nullable=False),
+)
+
+cancellations = Table(
+    "cancellations",
+    metadata,
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("topic", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("audit_seq", BigInteger, nullable=False),
+)
