@@ -41,14 +41,18 @@ def actor() -> str:
     return f"local-operator:{user}"
 
 
-@cache
 def current_settings() -> settings.Settings:
     return settings.read()
 
 
-@cache
 def engine() -> Engine:
-    return connect(current_settings().database_url)
+    """The engine for the configured database (one per URL for the life of the process)."""
+    return _engine(current_settings().database_url)
+
+
+@cache
+def _engine(url: str) -> Engine:
+    return connect(url)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -1,0 +1,33 @@
+# One place for tasks: the README, .ci/run and developers all use these targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: replay January 2022 in Kazakhstan on a fresh embedded SQLite database
+demo: $(STAMP)
+	$(BIN)/tocsin demo
+
+## test: the whole suite, on SQLite and on a throwaway local PostgreSQL
+test: $(STAMP)
+	scripts/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy (strict on the domain)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+## bench: the resolver benchmark (100,000 areas, 1,000,000 declarations)
+bench: $(STAMP)
+	$(BIN)/python bench/resolve.py
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

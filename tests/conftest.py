@@ -1,0 +1,127 @@
+"""Shared fixtures: a fresh database per test, on SQLite and on PostgreSQL.
+
+PostgreSQL comes from TOCSIN_TEST_POSTGRES_URL (set by scripts/with-postgres, which
+`make test` uses). Without it the PostgreSQL variants are skipped, unless
+TOCSIN_REQUIRE_POSTGRES=1 (as in CI), which makes its absence an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from tocsin.demo import kazakhstan_areas_file
+from tocsin.ingest.areas import read_areas_csv
+from tocsin.service import commands
+from tocsin.store.database import connect
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CORPUS = SHARED / "corpus"
+SET_UP_AT = datetime(2021, 12, 1, tzinfo=UTC)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("TOCSIN_TEST_POSTGRES_URL")
+    if not url and os.environ.get("TOCSIN_REQUIRE_POSTGRES") == "1":
+        pytest.fail("TOCSIN_REQUIRE_POSTGRES=1 but TOCSIN_TEST_POSTGRES_URL is not set; "
+                    "run the suite with 'make test'")
+    return url
+
+
+class Databases:
+    """Makes empty databases, and copies of a template already set up with the KZ areas."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.created: list[str] = []
+        self._templates: dict[str, str] = {}
+
+    def _admin(self) -> Engine:
+        url = postgres_url()
+        if url is None:
+            pytest.skip("PostgreSQL not available (run the suite with 'make test')")
+        return create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def empty(self, backend: str) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        if backend == "sqlite":
+            return f"sqlite:///{self.root / (name + '.sqlite3')}"
+        admin = self._admin()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        self.created.append(name)
+        return make_url(postgres_url() or "").set(database=name).render_as_string(
+            hide_password=False)
+
+    def ready(self, backend: str) -> str:
+        """A database with the shipped schemes and Kazakhstan's areas."""
+        if backend not in self._templates:
+            url = self.empty(backend)
+            engine = connect(url)
+            commands.initialise(engine, now=SET_UP_AT, actor="test-setup")
+            commands.import_areas(engine, read_areas_csv(kazakhstan_areas_file()),
+                                  now=SET_UP_AT, actor="test-setup")
+            engine.dispose()
+            self._templates[backend] = url
+        template = self._templates[backend]
+        if backend == "sqlite":
+            target = self.root / f"t_{uuid.uuid4().hex[:12]}.sqlite3"
+            shutil.copy(make_url(template).database or "", target)
+            return f"sqlite:///{target}"
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        admin = self._admin()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(template).database}"'))
+        admin.dispose()
+        self.created.append(name)
+        return make_url(template).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        if not self.created or not postgres_url():
+            return
+        admin = self._admin()
+        with admin.connect() as conn:
+            for name in reversed(self.created):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    dbs = Databases(tmp_path_factory.mktemp("databases"))
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(databases: Databases, backend: str) -> str:
+    """A fresh database with the shipped schemes and Kazakhstan's areas."""
+    return databases.ready(backend)
+
+
+@pytest.fixture
+def empty_db_url(databases: Databases, backend: str) -> str:
+    """A fresh database with nothing in it, not even tables."""
+    return databases.empty(backend)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = connect(db_url)
+    yield engine
+    engine.dispose()
