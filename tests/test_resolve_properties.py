@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -217,7 +218,8 @@ def test_descendants_rank_at_least_parent_and_sources_are_sound(scenario: Scenar
                 assert rank >= rank_of(scheme, key_of(got[parent]))
             chain = chain_of(tree, code)
             for s in e.sources:
-                assert s.via in chain and s.via in s.declaration.areas
+                assert s.via in chain
+                assert s.via in s.declaration.areas
                 assert oracle_holds(s.declaration, decls, at)
                 assert s.window.rank == rank == rank_of(scheme, s.declaration.level)
             own = any(s.via == code for s in e.sources)
@@ -234,9 +236,11 @@ def test_timeline_is_contiguous_and_matches_effective_levels(scenario: Scenario)
     for code in tree.areas:
         periods = timeline(tree, history, code)
         assert periods
-        assert periods[0].start is None and periods[-1].end is None
-        for a, b in zip(periods, periods[1:], strict=False):
-            assert a.end is not None and a.end == b.start
+        assert periods[0].start is None
+        assert periods[-1].end is None
+        for a, b in pairwise(periods):
+            assert a.end is not None
+            assert a.end == b.start
             assert a.start is None or a.start < a.end
             assert a.level != b.level
         for at in INSTANTS:
@@ -254,10 +258,13 @@ def test_baseline_applies_where_nothing_holds(scenario: Scenario) -> None:
         for code, e in effective_levels(tree, history, at).items():
             if not any(oracle_holds(d, decls, at) and set(d.areas) & set(chain_of(tree, code))
                        for d in decls):
-                assert key_of(e) == "green" and e.is_baseline and not e.sources
+                assert key_of(e) == "green"
+                assert e.is_baseline
+                assert not e.sources
                 assert e.inherited_from is None
             else:
-                assert not e.is_baseline and e.sources
+                assert not e.is_baseline
+                assert e.sources
 
 
 @settings(max_examples=200, deadline=None)
@@ -272,7 +279,8 @@ def test_next_change_after_is_the_next_boundary(scenario: Scenario) -> None:
         if not later:
             assert got is None
             continue
-        assert got is not None and got > at
+        assert got is not None
+        assert got > at
         assert not any(at < p < got for p in points)
         assert got == later[0]
 
@@ -287,6 +295,7 @@ def test_replacement_ends_the_replaced_declaration() -> None:
     history = SchemeHistory(KZ, [base, lower])
     assert key_of(effective_level(tree, history, "KZ-75", GRID[0])) is None
     city = effective_level(tree, history, "KZ-75", GRID[2])
-    assert key_of(city) == "high" and city.inherited_from == "KZ"
+    assert key_of(city) == "high"
+    assert city.inherited_from == "KZ"
     assert key_of(effective_level(tree, history, "KZ-75", GRID[3])) == "moderate"
     assert history.next_change_after(GRID[1]) == GRID[3]

@@ -37,6 +37,7 @@ def import_(
 ) -> None:
     """Import areas from a file or from ISO 3166; all or nothing."""
     with ctx.refusals():
+        names = dict(_pair(item) for item in name_property or [])
         if (file is None) == (iso is None):
             raise InvalidInput("give either a FILE or --iso CODE", "e.g. tocsin areas import "
                                "--iso KZ, or tocsin areas import areas.csv")
@@ -48,7 +49,6 @@ def import_(
             if suffix == ".csv":
                 areas = read_areas_csv(file)
             elif suffix in (".geojson", ".json"):
-                names = dict(_pair(item) for item in name_property or [])
                 mapping = GeoJSONMapping(code=code_property, names=names, default_parent=parent,
                                          default_kind=kind, repair=repair_geometry)
                 areas = read_areas_geojson(file, mapping)
