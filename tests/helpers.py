@@ -21,7 +21,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     with engine.connect() as conn:
         for table in tables.metadata.sorted_tables:
             rows = conn.execute(select(table)).all()
-            out[table.name] = sorted((tuple(map(repr, row)) for row in rows))
+            out[table.name] = sorted(tuple(map(repr, row)) for row in rows)
     return out
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, delete, select, update
-
 from tests.helpers import request, utc
+
 from tocsin.service import commands, queries
 from tocsin.store import tables
 
@@ -132,7 +132,7 @@ def test_concurrent_writers_keep_one_unbroken_chain(db_url: str) -> None:
                 commands.declare(engine, [request("moderate", ("KZ-75",),
                                                   headline=f"w{n} #{i}")],
                                  now=NOW, actor=f"worker-{n}")
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
         finally:
             engine.dispose()

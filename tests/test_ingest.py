@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import CORPUS
+
 from tocsin.domain.area import AreaKind, AreaTree
 from tocsin.domain.errors import InvalidInput
 from tocsin.ingest.areas import (

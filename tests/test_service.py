@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, func, select
-
 from tests.helpers import dump, request, utc
+
 from tocsin.domain.errors import Conflict, InvalidInput, NotFound
 from tocsin.service import commands, queries
 from tocsin.store import tables
@@ -103,7 +103,7 @@ def test_drafts_do_not_count_until_published(engine: Engine) -> None:
          "declaration '19990101-00000000' is not known"),
         (lambda ids: request(replaces=(ids["draft"],)), Conflict, "is a draft"),
         (lambda ids: request(replaces=(ids["replaced"],)), Conflict, "already replaced"),
-        (lambda ids: request(replaces=(ids["cancelled"],)), Conflict, "was cancelled"),
+        (lambda ids: request(replaces=(ids["cancelled"],)), Conflict, "already cancelled"),
         (lambda ids: request(replaces=(ids["expired"],)), Conflict, "already ended"),
         (lambda ids: request(scheme="uk-terror", level="low", replaces=(ids["live"],)),
          Conflict, "of scheme 'kz-terror', not 'uk-terror'"),

@@ -127,8 +127,7 @@ def _request_from_flags(scheme: str | None, level: str | None, areas: list[str],
 
 
 def _default_language(scheme: str) -> str:
-    world = queries.load_world(ctx.engine())
-    return world.scheme(scheme).default_language
+    return queries.load_scheme(ctx.engine(), scheme).default_language
 
 
 @app.command()

@@ -88,7 +88,7 @@ class Declaration:
 def check_request(
     request: DeclarationRequest, *, scheme: Scheme, tree: AreaTree, now: datetime, publish: bool
 ) -> None:
-    """Check the rules that need no other declaration; raise InvalidInput naming the first broken."""
+    """Check the rules that need no other declaration; InvalidInput names the first broken."""
     if request.scheme != scheme.key:
         raise InvalidInput(f"request is for scheme {request.scheme!r}, not {scheme.key!r}")
     scheme.level(request.level)
@@ -185,19 +185,23 @@ def check_replaceable(
             "a declaration only replaces declarations of its own scheme",
         )
     replacers = [known[i] for i in replaced_by(known).get(old_id, [])]
-    if replacers:
-        raise Conflict(
-            f"declaration {old_id!r} was already replaced by {', '.join(d.id for d in replacers)}",
-            "replace the newest declaration instead",
-        )
-    if old.cancellation is not None:
-        raise Conflict(f"declaration {old_id!r} was cancelled at {iso(old.cancellation.at)}",
-                       "declare a new level instead")
-    end = end_of(old, ())
-    if end is not None and end <= now:
-        raise Conflict(f"declaration {old_id!r} already ended at {iso(end)}",
-                       "declare a new level instead of replacing it")
+    _check_still_holding(old, replacers, now, fix="replace the newest declaration instead")
     return old
+
+
+def _check_still_holding(declaration: Declaration, replacers: Sequence[Declaration],
+                         now: datetime, *, fix: str) -> None:
+    """Refuse to act on a declaration that was replaced or cancelled, or has ended."""
+    if replacers:
+        raise Conflict(f"declaration {declaration.id!r} was already replaced by "
+                       f"{', '.join(d.id for d in replacers)}", fix)
+    if declaration.cancellation is not None:
+        raise Conflict(f"declaration {declaration.id!r} was already cancelled at "
+                       f"{iso(declaration.cancellation.at)}", "declare a new level instead")
+    end = end_of(declaration, ())
+    if end is not None and end <= now:
+        raise Conflict(f"declaration {declaration.id!r} already ended at {iso(end)}",
+                       "declare a new level instead")
 
 
 def publish_as(
@@ -277,17 +281,6 @@ def cancelled(
     if not declaration.is_published:
         raise Conflict(f"declaration {declaration.id!r} is a {declaration.status}, not published",
                        "only published declarations can be cancelled")
-    if declaration.cancellation is not None:
-        raise Conflict(f"declaration {declaration.id!r} was already cancelled at "
-                       f"{iso(declaration.cancellation.at)}")
-    if replacers:
-        raise Conflict(
-            f"declaration {declaration.id!r} was replaced by "
-            f"{', '.join(d.id for d in replacers)}",
-            "cancel the declaration that replaced it",
-        )
-    end = end_of(declaration, ())
-    if end is not None and end <= now:
-        raise Conflict(f"declaration {declaration.id!r} already ended at {iso(end)}",
-                       "there is nothing left to cancel")
+    _check_still_holding(declaration, replacers, now,
+                         fix="cancel the declaration that replaced it")
     return replace(declaration, cancellation=Cancellation(at=now, reason=reason.strip(), by=actor))

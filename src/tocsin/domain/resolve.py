@@ -189,7 +189,7 @@ def timeline(tree: AreaTree, history: SchemeHistory, code: str) -> list[Period]:
             ranks = [w.rank for w in windows if w.holds_at(start)]
             rank = max(ranks) if ranks else None
         level = history.level_of_rank(rank)
-        if periods and periods[-1].level == level:
+        if periods and periods[-1].level is level:
             periods[-1] = Period(level, periods[-1].start, end)
         else:
             periods.append(Period(level, start, end))

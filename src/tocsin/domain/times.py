@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from tocsin.domain.errors import InvalidInput
 
-INSTANT_FORMAT_HINT = "write it in ISO 8601 with a UTC offset, e.g. 2022-01-07T00:00+06:00 or 2022-01-06T18:00Z"
+INSTANT_FORMAT_HINT = (
+    "write it in ISO 8601 with a UTC offset, e.g. 2022-01-07T00:00+06:00 or 2022-01-06T18:00Z"
+)
 _DURATION = re.compile(r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?)?$")
 
 
@@ -22,7 +24,8 @@ def parse_instant(text: str, what: str = "time") -> datetime:
     try:
         value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1] in "zZ" else raw)
     except ValueError:
-        raise InvalidInput(f"{what} {text!r} is not an ISO 8601 time", INSTANT_FORMAT_HINT) from None
+        problem = f"{what} {text!r} is not an ISO 8601 time"
+        raise InvalidInput(problem, INSTANT_FORMAT_HINT) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} {text!r} has no UTC offset", INSTANT_FORMAT_HINT)
     return value.astimezone(UTC)

@@ -265,7 +265,8 @@ def iso_areas(country_code: str) -> list[Area]:
         names=_translations("iso3166-1", {"en": country.name}),
         geocodes=(("ISO3166-1", code),),
     )]
-    subdivisions = sorted(pycountry.subdivisions.get(country_code=code) or [],
+    found = pycountry.subdivisions.get(country_code=code)  # type: ignore[no-untyped-call]
+    subdivisions = sorted(found or [],
                           key=lambda s: s.code)
     for sub in subdivisions:
         kind = (AreaKind.CITY if sub.type.lower() in CITY_TYPES

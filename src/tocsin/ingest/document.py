@@ -122,7 +122,9 @@ def check_language(lang: str, where: Document) -> str:
     return lang
 
 
-def _check_languages(table: Document, found: Mapping[str, object], wanted: tuple[str, ...] | None) -> None:
+def _check_languages(
+    table: Document, found: Mapping[str, object], wanted: tuple[str, ...] | None
+) -> None:
     if wanted is None:
         if not found:
             raise InvalidInput(f"{table.source}: {table.path}: has no language", "add at least one")

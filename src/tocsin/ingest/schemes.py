@@ -123,7 +123,8 @@ def _check_levels(root: Document, levels: tuple[Level, ...]) -> None:
     seen_ranks: set[int] = set()
     for level in levels:
         if level.key in seen_keys:
-            root.fail("levels", f"level key {level.key!r} appears twice", "give each level its own key")
+            root.fail("levels", f"level key {level.key!r} appears twice",
+                      "give each level its own key")
         if level.rank in seen_ranks:
             root.fail("levels", f"rank {level.rank} is used by two levels",
                       "give each level its own rank (higher = more severe)")

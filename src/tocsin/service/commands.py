@@ -140,7 +140,7 @@ def declare(
     with change(engine, now=now, actor=actor) as unit:
         tree = records.load_tree(unit.conn)
         schemes = records.load_schemes(unit.conn)
-        made = []
+        made: list[Declaration] = []
         for i, request in enumerate(requests):
             with _numbered(i, len(requests)):
                 scheme = _scheme(schemes, request.scheme)

@@ -85,8 +85,9 @@ class World:
         return sorted(found, key=lambda d: (d.effective or d.created_at, d.id))
 
     def replaced_by(self, declaration_id: str) -> list[str]:
-        return [d.id for d in self.declarations.values()
-                if d.is_published and declaration_id in d.replaces]
+        """Ids of the published declarations replacing this one, sorted."""
+        return sorted(d.id for d in self.declarations.values()
+                      if d.is_published and declaration_id in d.replaces)
 
 
 def load_world(engine: Engine) -> World:
@@ -94,6 +95,16 @@ def load_world(engine: Engine) -> World:
     with reading(engine) as conn:
         return World(records.load_tree(conn), records.load_schemes(conn),
                      records.load_declarations(conn))
+
+
+def load_scheme(engine: Engine, key: str) -> Scheme:
+    """One scheme, without reading declarations."""
+    check_current(engine)
+    with reading(engine) as conn:
+        schemes = records.load_schemes(conn)
+    if key not in schemes:
+        raise unknown("scheme", key, schemes, SCHEMES_HINT)
+    return schemes[key]
 
 
 def verify_audit(engine: Engine, *, published_head: tuple[int, str] | None = None) -> Verdict:

@@ -94,9 +94,8 @@ def reading(engine: Engine) -> Iterator[Connection]:
 def writing(engine: Engine) -> Iterator[Connection]:
     """The one write transaction of a command. Writers queue on the state row, so the
     audit chain and the version counter advance one writer at a time on every database."""
-    with engine.connect().execution_options(**{WRITE: True}) as connection:
-        with connection.begin():
-            connection.execute(
-                select(tables.state.c.id).where(tables.state.c.id == 1).with_for_update()
-            )
-            yield connection
+    with engine.connect().execution_options(**{WRITE: True}) as connection, connection.begin():
+        connection.execute(
+            select(tables.state.c.id).where(tables.state.c.id == 1).with_for_update()
+        )
+        yield connection

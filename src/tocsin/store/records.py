@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -139,7 +139,8 @@ def load_replacers(conn: Connection, ids: Sequence[str]) -> dict[str, Declaratio
 def insert_declaration(conn: Connection, d: Declaration) -> None:
     conn.execute(insert(t.declarations).values(
         id=d.id, scheme=d.scheme, level=d.level, status=d.status.value,
-        effective_at=d.effective, expires_at=d.expires, texts={lang: s.as_dict() for lang, s in d.texts.items()},
+        effective_at=d.effective, expires_at=d.expires,
+        texts={lang: s.as_dict() for lang, s in d.texts.items()},
         sender=d.sender, created_at=d.created_at, created_by=d.created_by,
         published_at=d.published_at, published_by=d.published_by,
     ))

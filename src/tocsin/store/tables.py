@@ -143,7 +143,8 @@ audit_log = Table(
 outbox = Table(
     "outbox",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("topic", String(64), nullable=False),
     Column("payload", JSON, nullable=False),
