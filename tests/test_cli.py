@@ -140,6 +140,7 @@ BAD_INPUTS = [
     (["areas", "import", "--iso", "QQ"], "is not an ISO 3166-1 alpha-2 country code"),
     (["areas", "import", "areas.txt"], "cannot tell the format"),
     (["areas", "import", "--iso", "KZ", "--name-property", "en"], "is not LANG=PROPERTY"),
+    (["areas", "import", "--iso", "KZ", "--repair-geometry"], "only apply to GeoJSON files"),
     (["schemes", "show", "nope"], "scheme 'nope' is not known"),
     (["schemes", "import", "missing.toml"], "does not exist"),
     (["status", "--lang", ""], "--lang is empty"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.times import format_duration, iso, parse_duration, parse_instant
@@ -52,3 +54,19 @@ def test_bad_durations(text: str) -> None:
 
 def test_iso_is_utc_with_z() -> None:
     assert iso(parse_instant("2022-01-07T09:00+06:00")) == "2022-01-07T03:00:00Z"
+
+
+# Fixed offsets: zoneinfo's imaginary times (inside a DST gap) do not compare as instants.
+OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+
+
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                    timezones=OFFSETS))
+def test_iso_round_trips_every_aware_instant(value: datetime) -> None:
+    assert parse_instant(iso(value)) == value
+
+
+@given(st.timedeltas(min_value=timedelta(minutes=1), max_value=timedelta(days=3650))
+       .map(lambda d: timedelta(minutes=d // timedelta(minutes=1))))
+def test_duration_text_round_trips(value: timedelta) -> None:
+    assert parse_duration(format_duration(value)) == value

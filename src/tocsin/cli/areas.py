@@ -41,6 +41,14 @@ def import_(
         if (file is None) == (iso is None):
             raise InvalidInput("give either a FILE or --iso CODE", "e.g. tocsin areas import "
                                "--iso KZ, or tocsin areas import areas.csv")
+        geojson_only = {"--code-property": code_property != "code", "--name-property": names,
+                        "--parent": parent, "--kind": kind is not AreaKind.REGION,
+                        "--repair-geometry": repair_geometry}
+        is_geojson = file is not None and file.suffix.lower() in (".geojson", ".json")
+        misplaced = [flag for flag, given in geojson_only.items() if given and not is_geojson]
+        if misplaced:
+            raise InvalidInput(f"{', '.join(misplaced)} only apply to GeoJSON files",
+                               "leave them out, or import a .geojson file")
         if iso is not None:
             areas = iso_areas(iso)
         else:

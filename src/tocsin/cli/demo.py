@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -50,11 +51,12 @@ def run_demo(directory: Path | None) -> None:
     out.print(f"Audit chain: {verdict.checked} entries, intact={verdict.ok}, head "
               f"{verdict.head_seq}:{verdict.head_hash[:16]}…")
     out.print()
+    program = sys.argv[0] if Path(sys.argv[0]).name == "tocsin" else "tocsin"
     out.print("Explore it yourself:")
-    out.print(f"  export {'TOCSIN_DATABASE_URL'}={url}")
-    out.print("  tocsin status --at 2022-01-08T12:00+06:00")
-    out.print("  tocsin explain KZ-75 --at 2022-01-15T12:00+06:00 --lang kk")
-    out.print("  tocsin history KZ-75")
-    out.print("  tocsin audit verify")
+    out.print(f"  export TOCSIN_DATABASE_URL={url}")
+    out.print(f"  {program} status --at 2022-01-08T12:00+06:00")
+    out.print(f"  {program} explain KZ-75 --at 2022-01-15T12:00+06:00 --lang kk")
+    out.print(f"  {program} history KZ-75")
+    out.print(f"  {program} audit verify")
     if os.environ.get("TOCSIN_DATABASE_URL"):
         out.print("(the demo used its own database, not TOCSIN_DATABASE_URL)")

@@ -45,6 +45,8 @@ def initialise(engine: Engine, *, now: datetime, actor: str) -> InitReport:
     before, after = migrate(engine)
     installed = []
     with change(engine, now=now, actor=actor) as unit:
+        if before != after:
+            unit.audit("database.migrated", after, {"from": before, "to": after})
         present = set(records.load_scheme_documents(unit.conn))
         for path in builtin_scheme_files():
             scheme, document = load_scheme_file(path)
