@@ -9,12 +9,14 @@ Where none holds, the scheme's baseline level applies (or no level at all).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from operator import attrgetter
 
 from tocsin.domain.area import AreaTree
-from tocsin.domain.declaration import Declaration, end_of, replaced_by
+from tocsin.domain.declaration import Declaration, Status, end_of, replaced_by
 from tocsin.domain.scheme import Level, Scheme
 
 
@@ -84,24 +86,44 @@ class SchemeHistory:
     def __init__(self, scheme: Scheme, declarations: Iterable[Declaration]) -> None:
         self.scheme = scheme
         published = {
-            d.id: d for d in declarations if d.is_published and d.scheme == scheme.key
+            d.id: d for d in declarations
+            if d.status is Status.PUBLISHED and d.scheme == scheme.key
         }
         replacers = replaced_by(published)
+        ranks = {level.key: level.rank for level in scheme.levels}
         windows = []
         for d in published.values():
             assert d.effective is not None, "published declarations have an effective time"
-            end = end_of(d, [published[r] for r in replacers.get(d.id, ())])
-            windows.append(Window(d, scheme.level(d.level).rank, d.effective, end))
-        windows.sort(key=lambda w: (w.start, w.declaration.id))
+            replacing = replacers.get(d.id)
+            if replacing is None and d.cancellation is None:
+                end = d.expires  # the common case, without building a list
+            else:
+                end = end_of(d, [published[r] for r in replacing or ()])
+            windows.append(Window(d, ranks[d.level], d.effective, end))
+        # Two stable sorts order by (start, id) without building a million key tuples.
+        windows.sort(key=attrgetter("declaration.id"))
+        windows.sort(key=attrgetter("start"))
         self.windows: tuple[Window, ...] = tuple(windows)
         self._starts = [w.start for w in windows]
+        by_end = sorted(windows, key=_end_key)
+        self._by_end = tuple(by_end)
+        self._ends = [_end_key(w) for w in by_end]
         self._by_rank = {level.rank: level for level in scheme.levels}
         self._by_area: dict[str, list[Window]] | None = None
 
     def in_effect(self, at: datetime) -> list[Window]:
-        """The windows holding at `at`."""
-        candidates = self.windows[: bisect_right(self._starts, at)]
-        return [w for w in candidates if w.end is None or at < w.end]
+        """The windows holding at `at`, in start order.
+
+        Scans whichever is shorter: the windows started by `at`, or those not ended by it.
+        """
+        started = bisect_right(self._starts, at)
+        ended = bisect_right(self._ends, at)
+        if started <= len(self._ends) - ended:
+            return [w for w in self.windows[:started] if w.end is None or at < w.end]
+        found = [w for w in self._by_end[ended:] if w.start <= at]
+        found.sort(key=attrgetter("declaration.id"))
+        found.sort(key=attrgetter("start"))
+        return found
 
     def naming(self, codes: Iterable[str]) -> list[Window]:
         """Windows of declarations that name any of `codes`, in start order."""
@@ -124,6 +146,13 @@ class SchemeHistory:
         if rank is None:
             return self.scheme.baseline_level
         return self._by_rank[rank]
+
+
+_FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _end_key(window: Window) -> datetime:
+    return _FOREVER if window.end is None else window.end
 
 
 def effective_levels(tree: AreaTree, history: SchemeHistory, at: datetime) -> dict[str, Effective]:
@@ -176,23 +205,28 @@ def effective_level(tree: AreaTree, history: SchemeHistory, code: str, at: datet
 
 
 def timeline(tree: AreaTree, history: SchemeHistory, code: str) -> list[Period]:
-    """The unbroken periods of one area's level, oldest first, including scheduled ones."""
-    windows = history.naming([code, *tree.ancestors(code)])
-    points = sorted({w.start for w in windows} | {w.end for w in windows if w.end is not None})
-    periods: list[Period] = []
-    starts: list[datetime | None] = [None, *points]
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else None
-        if start is None:
-            rank = None
-        else:
-            ranks = [w.rank for w in windows if w.holds_at(start)]
-            rank = max(ranks) if ranks else None
-        level = history.level_of_rank(rank)
-        if periods and periods[-1].level is level:
-            periods[-1] = Period(level, periods[-1].start, end)
-        else:
-            periods.append(Period(level, start, end))
+    """The unbroken periods of one area's level, oldest first, including scheduled ones.
+
+    A sweep over the starts and ends of the windows that reach the area, keeping a count
+    of holding windows per rank.
+    """
+    changes: dict[datetime, list[tuple[int, int]]] = {}
+    for w in history.naming([code, *tree.ancestors(code)]):
+        if w.end is not None and w.end <= w.start:
+            continue  # cancelled or replaced before it began: never held
+        changes.setdefault(w.start, []).append((w.rank, 1))
+        if w.end is not None:
+            changes.setdefault(w.end, []).append((w.rank, -1))
+    holding: Counter[int] = Counter()
+    periods = [Period(history.level_of_rank(None), None, None)]
+    for at in sorted(changes):
+        for rank, delta in changes[at]:
+            holding[rank] += delta
+        top = max((rank for rank, count in holding.items() if count > 0), default=None)
+        level = history.level_of_rank(top)
+        if level is not periods[-1].level:
+            periods[-1] = Period(periods[-1].level, periods[-1].start, at)
+            periods.append(Period(level, at, None))
     return periods
 
 
