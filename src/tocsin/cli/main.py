@@ -4,7 +4,7 @@ prints the result for people, or as JSON with --json. Bad input exits with code 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -14,7 +14,7 @@ from tocsin.cli import views
 from tocsin.cli.areas import app as areas_app
 from tocsin.cli.demo import run_demo
 from tocsin.cli.schemes import app as schemes_app
-from tocsin.domain.declaration import Statement
+from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.times import iso
 from tocsin.ingest.declarations import parse_declaration, read_change_file
@@ -102,13 +102,19 @@ def declare(
         ctx.emit_json([data.declaration_json(d) for d in made])
         return
     for d in made:
-        verb = "published" if d.is_published else "saved draft"
-        ctx.console.print(f"{verb} {d.id}: {d.scheme} {d.level} for {', '.join(d.areas)}")
+        _print_declaration("published" if d.is_published else "saved draft", d)
+
+
+def _print_declaration(verb: str, d: Declaration) -> None:
+    start = iso(d.effective) if d.effective else "publication"
+    end = iso(d.expires) if d.expires else "further notice"
+    ctx.console.print(f"{verb} {d.id}: {d.scheme} {d.level} for {', '.join(d.areas)}, "
+                      f"from {start} until {end}")
 
 
 def _request_from_flags(scheme: str | None, level: str | None, areas: list[str],
                         effective: str | None, expires: str | None, statement: Statement,
-                        lang: str | None, replaces: list[str], sender: str) -> Any:
+                        lang: str | None, replaces: list[str], sender: str) -> DeclarationRequest:
     """Flags become the same document a change file holds, read by the same parser."""
     for name, value in (("--scheme", scheme), ("--level", level), ("--headline",
                                                                   statement.headline)):
@@ -140,7 +146,7 @@ def publish(ids: Annotated[list[str], typer.Argument(help="Draft ids.")],
         ctx.emit_json([data.declaration_json(d) for d in done])
         return
     for d in done:
-        ctx.console.print(f"published {d.id}: {d.scheme} {d.level} for {', '.join(d.areas)}")
+        _print_declaration("published", d)
 
 
 @app.command()
