@@ -34,6 +34,8 @@ class Area:
     """IANA time zone for displays; inherited from the parent when None."""
     geometry: Mapping[str, Any] | None = None
     """A GeoJSON Polygon or MultiPolygon geometry object, already validated."""
+    grid: tuple[int, int] | None = None
+    """(row, column) of the area's tile on a tile-grid map, for areas drawn without shapes."""
 
 
 def check_code(code: str, what: str = "area code") -> str:

@@ -58,6 +58,17 @@ def check_timezone(value: str, where: str) -> str:
     return value
 
 
+def check_grid(row: object, col: object, where: str) -> tuple[int, int] | None:
+    """A tile position from two optional values: both or neither, whole numbers 0-99."""
+    texts = ["" if v is None else str(v).strip() for v in (row, col)]
+    if not any(texts):
+        return None
+    if not all(t.isdigit() and int(t) < 100 for t in texts):
+        raise InvalidInput(f"{where}: grid position ({texts[0]!r}, {texts[1]!r}) is not valid",
+                           "give grid_row and grid_col together, as whole numbers 0-99")
+    return int(texts[0]), int(texts[1])
+
+
 def _check_language(lang: str, where: str) -> str:
     if not LANGUAGE.match(lang):
         raise InvalidInput(f"{where}: {lang!r} is not a language tag", "use e.g. name:kk, name:en")
@@ -66,7 +77,7 @@ def _check_language(lang: str, where: str) -> str:
 
 # --- CSV -------------------------------------------------------------------------------------
 
-CSV_FIXED = ("code", "parent", "kind", "timezone")
+CSV_FIXED = ("code", "parent", "kind", "timezone", "grid_row", "grid_col")
 
 
 def parse_areas_csv(text: str, source: str) -> list[Area]:
@@ -79,7 +90,8 @@ def parse_areas_csv(text: str, source: str) -> list[Area]:
     for column in header:
         if column not in CSV_FIXED and not column.startswith(("name:", "geocode:")):
             raise InvalidInput(f"{source}: column {column!r} is not known",
-                               "use code, parent, kind, timezone, name:LANG and geocode:NAME")
+                               "use code, parent, kind, timezone, grid_row, grid_col, "
+                               "name:LANG and geocode:NAME")
     name_columns = {c: _check_language(c[5:], source) for c in header if c.startswith("name:")}
     if not name_columns:
         raise InvalidInput(f"{source}: there is no name column", "add one such as name:en")
@@ -104,6 +116,7 @@ def parse_areas_csv(text: str, source: str) -> list[Area]:
             geocodes=tuple((c[8:], (row[c] or "").strip()) for c in header
                            if c.startswith("geocode:") and (row[c] or "").strip()),
             timezone=check_timezone(timezone, where) if timezone else None,
+            grid=check_grid(row.get("grid_row"), row.get("grid_col"), where),
         ))
     if not areas:
         raise InvalidInput(f"{source}: has no rows", "add one row per area")
@@ -186,6 +199,7 @@ def _feature(feature: Any, where: str, options: GeoJSONMapping) -> Area:
         parent=prop(options.parent) or options.default_parent,
         timezone=check_timezone(timezone, where) if timezone else None,
         geometry=geometry,
+        grid=check_grid(props.get("grid_row"), props.get("grid_col"), where),
     )
 
 

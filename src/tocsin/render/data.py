@@ -47,6 +47,7 @@ def area_json(area: Area, *, geometry: bool = False) -> dict[str, Any]:
         "code": area.code, "kind": area.kind.value, "parent": area.parent, "names": area.names,
         "geocodes": [{"valueName": n, "value": v} for n, v in area.geocodes],
         "timezone": area.timezone, "has_geometry": area.geometry is not None,
+        "grid": {"row": area.grid[0], "column": area.grid[1]} if area.grid else None,
     }
     if geometry:
         out["geometry"] = area.geometry

@@ -42,6 +42,7 @@ def load_tree(conn: Connection) -> AreaTree:
             geocodes=tuple((name, value) for name, value in row.geocodes),
             timezone=row.timezone,
             geometry=row.geometry,
+            grid=(row.grid_row, row.grid_col) if row.grid_row is not None else None,
         )
         for row in rows
     )
@@ -63,6 +64,8 @@ def save_areas(conn: Connection, tree: AreaTree, changed: Iterable[Area]) -> Non
             "geocodes": [list(pair) for pair in area.geocodes],
             "timezone": area.timezone,
             "geometry": dict(area.geometry) if area.geometry is not None else None,
+            "grid_row": area.grid[0] if area.grid else None,
+            "grid_col": area.grid[1] if area.grid else None,
         }
         if code in existing:
             conn.execute(update(t.areas).where(t.areas.c.code == code).values(**values))

@@ -82,6 +82,8 @@ areas = Table(
     Column("timezone", String(64), nullable=True),
     Column("geometry", JSON, nullable=True),
     Column("position", Integer, nullable=False),
+    Column("grid_row", Integer, nullable=True),
+    Column("grid_col", Integer, nullable=True),
 )
 
 declarations = Table(

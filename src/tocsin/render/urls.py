@@ -1,0 +1,71 @@
+"""Every public URL, built in one place so pages, the server and the static mirror agree.
+
+Pages carry their language in the path (/kk/areas/KZ-75) so that each URL has one set of
+bytes and the static mirror can hold them as files; the live server also answers the
+unprefixed paths (/, /areas/KZ-75) in the language the reader asks for.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+PAGE_LANGUAGES = ("kk", "ru", "en")
+"""Languages of the public pages, in the order the switch links show them."""
+DEFAULT_LANGUAGE = "en"
+
+STYLESHEET = "/static/tocsin.css"
+SCRIPT = "/static/live.js"
+EVENTS = "/events"
+OPENAPI = "/openapi.json"
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def overview(lang: str) -> str:
+    return f"/{lang}/"
+
+
+def area(lang: str, code: str) -> str:
+    return f"/{lang}/areas/{_seg(code)}"
+
+
+def declaration(lang: str, declaration_id: str) -> str:
+    return f"/{lang}/declarations/{_seg(declaration_id)}"
+
+
+def history(lang: str) -> str:
+    return f"/{lang}/history"
+
+
+def map_svg(scheme: str) -> str:
+    return f"/map/{_seg(scheme)}.svg"
+
+
+def badge(scheme: str, code: str) -> str:
+    return f"/badge/{_seg(scheme)}/{_seg(code)}.svg"
+
+
+def api_levels() -> str:
+    return "/api/v1/levels"
+
+
+def api_area(code: str) -> str:
+    return f"/api/v1/areas/{_seg(code)}"
+
+
+def api_declarations() -> str:
+    return "/api/v1/declarations"
+
+
+def api_declaration(declaration_id: str) -> str:
+    return f"/api/v1/declarations/{_seg(declaration_id)}"
+
+
+def api_schemes() -> str:
+    return "/api/v1/schemes"
+
+
+def api_history() -> str:
+    return "/api/v1/history"
