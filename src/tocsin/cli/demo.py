@@ -7,6 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from tocsin import demo
 from tocsin.cli import context as ctx
 from tocsin.cli.views import status_table
@@ -16,7 +18,8 @@ from tocsin.service import queries
 from tocsin.store.database import connect
 
 
-def run_demo(directory: Path | None) -> None:
+def run_demo(directory: Path | None) -> Engine:
+    """Replay into a fresh database and print the story; returns the database's engine."""
     if directory is None:
         folder = Path(tempfile.mkdtemp(prefix="tocsin-demo-"))
     else:
@@ -60,3 +63,4 @@ def run_demo(directory: Path | None) -> None:
     out.print(f"  {program} audit verify")
     if os.environ.get("TOCSIN_DATABASE_URL"):
         out.print("(the demo used its own database, not TOCSIN_DATABASE_URL)")
+    return engine

@@ -22,6 +22,10 @@ from tocsin.ingest.document import Document
 from tocsin.render import data
 from tocsin.render.explain import explain as explain_text
 from tocsin.service import commands, queries
+from tocsin.store.database import check_current
+from tocsin.web.publish import publish as publish_mirror
+from tocsin.web.serve import serve_http
+from tocsin.web.snapshot import build as build_snapshot
 
 SETTINGS_HELP = "\n\n".join(f"{s.name}: {s.help}" for s in settings.ALL)
 
@@ -137,10 +141,29 @@ def _default_language(scheme: str) -> str:
 
 
 @app.command()
-def publish(ids: Annotated[list[str], typer.Argument(help="Draft ids.")],
-            json_out: Json = False) -> None:
-    """Publish drafts, all together in one transaction."""
+def publish(
+    ids: Annotated[list[str] | None, typer.Argument(help="Draft ids to publish.")] = None,
+    to: Annotated[Path | None, typer.Option(
+        "--to", help="Write the static mirror of every public document into this folder.")
+    ] = None,
+    json_out: Json = False,
+) -> None:
+    """Publish drafts (all in one transaction), or with --to DIR write the static mirror."""
     with ctx.refusals():
+        if to is not None:
+            if ids:
+                raise InvalidInput("give either draft ids or --to DIR, not both")
+            check_current(ctx.engine())
+            result = publish_mirror(build_snapshot(ctx.engine(), ctx.now()), to)
+            if json_out:
+                ctx.emit_json({"folder": str(result.folder), "files": result.files,
+                               "bytes": result.bytes, "version": result.version})
+            else:
+                ctx.console.print(f"wrote {result.files} documents ({result.bytes:,} bytes) "
+                                  f"to {result.folder}")
+            return
+        if not ids:
+            raise InvalidInput("no draft id given", "tocsin publish ID…, or --to DIR")
         done = commands.publish(ctx.engine(), ids, now=ctx.now(), actor=ctx.actor())
     if json_out:
         ctx.emit_json([data.declaration_json(d) for d in done])
@@ -275,13 +298,32 @@ def audit_show(limit: Annotated[int, typer.Option(min=1, help="Newest entries to
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
+) -> None:
+    """Serve the public pages, JSON API, SVG map and badges, and live updates."""
+    with ctx.refusals():
+        check_current(ctx.engine())
+        serve_http(ctx.engine(), host=host, port=port, workers=workers)
+
+
+@app.command()
 def demo(
     directory: Annotated[Path | None, typer.Option(
         "--dir", help="Folder for the demo database; default a new temporary folder.")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for the demo server.")
+                    ] = 8000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Replay and print only.")
+                        ] = False,
 ) -> None:
-    """Replay January 2022 in Kazakhstan on a fresh SQLite database and show the levels."""
+    """Replay January 2022 in Kazakhstan on a fresh SQLite database, show the levels, and
+    serve the public pages at http://127.0.0.1:PORT."""
     with ctx.refusals():
-        run_demo(directory)
+        engine = run_demo(directory)
+        if not no_serve:
+            serve_http(engine, host="127.0.0.1", port=port, workers=1)
 
 
 def run() -> None:

@@ -1,0 +1,391 @@
+"""The public pages' words in Kazakh, Russian and English: UI strings, dates, explanations.
+
+Every string a page shows exists in each of urls.PAGE_LANGUAGES; tests/test_pages.py checks
+that the three tables have the same keys. Names of areas are quoted rather than declined, so
+that a sentence reads correctly whatever the area is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+LANGUAGE_NAMES = {"kk": "Қазақша", "ru": "Русский", "en": "English"}
+"""Each page language in its own name, for the language switch."""
+
+LANGUAGES_IN = {
+    "kk": {"kk": "қазақ", "ru": "орыс", "en": "ағылшын"},
+    "ru": {"kk": "казахский", "ru": "русский", "en": "английский"},
+    "en": {"kk": "Kazakh", "ru": "Russian", "en": "English"},
+}
+"""Names of languages as a reader of each page language says them."""
+
+MONTHS = {
+    "kk": ("қаңтар", "ақпан", "наурыз", "сәуір", "мамыр", "маусым", "шілде", "тамыз",
+           "қыркүйек", "қазан", "қараша", "желтоқсан"),
+    "ru": ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
+           "сентября", "октября", "ноября", "декабря"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+}
+"""Month names as they stand in a date: nominative in Kazakh and English, genitive in Russian."""
+
+KK_MONTHS_LOCATIVE = ("қаңтарда", "ақпанда", "наурызда", "сәуірде", "мамырда", "маусымда",
+                      "шілдеде", "тамызда", "қыркүйекте", "қазанда", "қарашада", "желтоқсанда")
+"""'in January' and so on, for 'declared on 7 January' in a Kazakh sentence."""
+
+UI: dict[str, dict[str, str]] = {
+    "en": {
+        "site": "Threat levels",
+        "skip": "Skip to content",
+        "main_nav": "Main",
+        "lang_nav": "Language",
+        "nav_overview": "Current levels",
+        "nav_history": "History",
+        "banner": "Levels as of {time}",
+        "see_current": "see the current levels",
+        "as_of": "As of {time}",
+        "overview_title": "Threat levels by area",
+        "map_alt": "Map: {scheme} by area. The list below names every area's level.",
+        "no_level": "No level",
+        "no_level_meaning": "No threat level is declared for these areas.",
+        "area_no_level": "No threat level is declared for this area.",
+        "since": "Since",
+        "until": "Until",
+        "until_further_notice": "until further notice",
+        "before_any": "before any declaration",
+        "why": "Why this level",
+        "meaning": "What it means",
+        "measures": "What the authorities will do",
+        "guidance": "What you should do",
+        "declared_by": "Declared by",
+        "timeline": "Levels in this area over time",
+        "current": "current",
+        "scheduled": "scheduled",
+        "embed": "Embed this level",
+        "embed_help": "Copy this HTML to show the live level of {area} on your own site:",
+        "embed_code": "HTML code",
+        "badge_alt": "{scheme}: {area}",
+        "hierarchy": "Area hierarchy",
+        "within": "Areas within {area}",
+        "about_scheme": "About this scale",
+        "levels_of_scheme": "Its levels, lowest first:",
+        "declaration_title": "Declaration {id}",
+        "scheme": "Scale",
+        "level": "Level",
+        "areas": "Areas",
+        "effective": "In effect from",
+        "expires": "Expires",
+        "status": "Status",
+        "published": "Published on {time}",
+        "cancelled": "Cancelled on {time}. Reason: {reason}",
+        "in_effect": "In effect",
+        "not_yet": "Not yet in effect",
+        "ended": "Ended on {time}",
+        "unpublished": "Not yet published at this time",
+        "replaces": "Replaces",
+        "replaced_by": "Replaced by",
+        "description": "Details",
+        "decl_measures": "Measures",
+        "instructions": "Instructions",
+        "shown_in": "There is no English text; shown in {language}.",
+        "data": "Data (JSON)",
+        "history_title": "History of declarations",
+        "filter": "Filter",
+        "filter_area": "Area",
+        "all_areas": "All areas",
+        "filter_scheme": "Scale",
+        "all_schemes": "All scales",
+        "filter_from": "From",
+        "filter_before": "Before",
+        "filter_submit": "Show",
+        "history_none": "No declaration matches.",
+        "term": "Term",
+        "error_400": "The request is not valid",
+        "error_404": "Not found",
+        "error_other": "Something went wrong",
+        "error_title": "Error {status}",
+        "level_updated": "Level updated",
+        "open_data": "Open data",
+        "footer_note": "Published with tocsin, open-source software.",
+    },
+    "ru": {
+        "site": "Уровни угрозы",
+        "skip": "Перейти к содержанию",
+        "main_nav": "Основная навигация",
+        "lang_nav": "Язык",
+        "nav_overview": "Текущие уровни",
+        "nav_history": "История",
+        "banner": "Уровни по состоянию на {time}",
+        "see_current": "смотреть текущие уровни",
+        "as_of": "По состоянию на {time}",
+        "overview_title": "Уровни угрозы по территориям",
+        "map_alt": "Карта: {scheme} по территориям. Уровень каждой территории указан в "
+                   "списке ниже.",
+        "no_level": "Уровень не объявлен",
+        "no_level_meaning": "Для этих территорий уровень угрозы не объявлен.",
+        "area_no_level": "Для этой территории уровень угрозы не объявлен.",
+        "since": "Действует с",
+        "until": "Действует до",
+        "until_further_notice": "до особого распоряжения",
+        "before_any": "до первого объявления",
+        "why": "Почему этот уровень",
+        "meaning": "Что это значит",
+        "measures": "Что будут делать власти",
+        "guidance": "Что делать вам",
+        "declared_by": "Кем объявлен",
+        "timeline": "Уровни на этой территории по времени",
+        "current": "текущий",
+        "scheduled": "запланирован",
+        "embed": "Встроить на сайт",
+        "embed_help": "Скопируйте этот HTML-код, чтобы показывать на своём сайте текущий "
+                      "уровень для территории «{area}»:",
+        "embed_code": "HTML-код",
+        "badge_alt": "{scheme}: {area}",
+        "hierarchy": "Иерархия территорий",
+        "within": "Территории в составе «{area}»",
+        "about_scheme": "Об этой шкале",
+        "levels_of_scheme": "Её уровни, от низшего:",
+        "declaration_title": "Объявление {id}",
+        "scheme": "Шкала",
+        "level": "Уровень",
+        "areas": "Территории",
+        "effective": "Действует с",
+        "expires": "Истекает",
+        "status": "Статус",
+        "published": "Опубликовано {time}",
+        "cancelled": "Отменено {time}. Причина: {reason}",
+        "in_effect": "Действует",
+        "not_yet": "Ещё не вступило в силу",
+        "ended": "Завершилось {time}",
+        "unpublished": "На этот момент ещё не опубликовано",
+        "replaces": "Заменяет",
+        "replaced_by": "Заменено объявлением",
+        "description": "Подробности",
+        "decl_measures": "Меры",
+        "instructions": "Указания",
+        "shown_in": "Текста на русском нет; показан текст на языке: {language}.",
+        "data": "Данные (JSON)",
+        "history_title": "История объявлений",
+        "filter": "Отбор",
+        "filter_area": "Территория",
+        "all_areas": "Все территории",
+        "filter_scheme": "Шкала",
+        "all_schemes": "Все шкалы",
+        "filter_from": "С",
+        "filter_before": "До (не включая)",
+        "filter_submit": "Показать",
+        "history_none": "Подходящих объявлений нет.",
+        "term": "Срок",
+        "error_400": "Неверный запрос",
+        "error_404": "Не найдено",
+        "error_other": "Что-то пошло не так",
+        "error_title": "Ошибка {status}",
+        "level_updated": "Уровень обновлён",
+        "open_data": "Открытые данные",
+        "footer_note": "Опубликовано с помощью tocsin — открытого программного обеспечения.",
+    },
+    "kk": {
+        "site": "Қауіп деңгейлері",
+        "skip": "Мазмұнға өту",
+        "main_nav": "Негізгі навигация",
+        "lang_nav": "Тіл",
+        "nav_overview": "Ағымдағы деңгейлер",
+        "nav_history": "Тарих",
+        "banner": "{time} жағдай бойынша деңгейлер",
+        "see_current": "ағымдағы деңгейлерді қарау",
+        "as_of": "{time} жағдай бойынша",
+        "overview_title": "Аумақтар бойынша қауіп деңгейлері",
+        "map_alt": "Карта: аумақтар бойынша {scheme}. Әр аумақтың деңгейі төмендегі тізімде "
+                   "берілген.",
+        "no_level": "Деңгей жарияланбаған",
+        "no_level_meaning": "Бұл аумақтар үшін қауіп деңгейі жарияланбаған.",
+        "area_no_level": "Бұл аумақ үшін қауіп деңгейі жарияланбаған.",
+        "since": "Басталуы",
+        "until": "Аяқталуы",
+        "until_further_notice": "қосымша хабарландыруға дейін",
+        "before_any": "алғашқы мәлімдемеге дейін",
+        "why": "Неліктен бұл деңгей",
+        "meaning": "Бұл нені білдіреді",
+        "measures": "Билік органдары не істейді",
+        "guidance": "Сіз не істеуіңіз керек",
+        "declared_by": "Кім жариялады",
+        "timeline": "Осы аумақтағы деңгейлер тарихы",
+        "current": "ағымдағы",
+        "scheduled": "жоспарланған",
+        "embed": "Сайтқа енгізу",
+        "embed_help": "«{area}» үшін ағымдағы деңгейді өз сайтыңызда көрсету үшін осы HTML "
+                      "кодын көшіріңіз:",
+        "embed_code": "HTML коды",
+        "badge_alt": "{scheme}: {area}",
+        "hierarchy": "Аумақтар иерархиясы",
+        "within": "«{area}» құрамындағы аумақтар",
+        "about_scheme": "Бұл шкала туралы",
+        "levels_of_scheme": "Оның деңгейлері, төменгісінен бастап:",
+        "declaration_title": "{id} мәлімдемесі",
+        "scheme": "Шкала",
+        "level": "Деңгей",
+        "areas": "Аумақтар",
+        "effective": "Күшіне енуі",
+        "expires": "Мерзімінің аяқталуы",
+        "status": "Мәртебесі",
+        "published": "Жарияланды: {time}",
+        "cancelled": "Күші жойылды: {time}. Себебі: {reason}",
+        "in_effect": "Күшінде",
+        "not_yet": "Әлі күшіне енген жоқ",
+        "ended": "Аяқталды: {time}",
+        "unpublished": "Бұл уақытта әлі жарияланбаған",
+        "replaces": "Ауыстырады",
+        "replaced_by": "Оны ауыстырған мәлімдеме",
+        "description": "Толығырақ",
+        "decl_measures": "Шаралар",
+        "instructions": "Нұсқаулар",
+        "shown_in": "Қазақша мәтін жоқ; {language} тіліндегі мәтін көрсетілген.",
+        "data": "Деректер (JSON)",
+        "history_title": "Мәлімдемелер тарихы",
+        "filter": "Іріктеу",
+        "filter_area": "Аумақ",
+        "all_areas": "Барлық аумақтар",
+        "filter_scheme": "Шкала",
+        "all_schemes": "Барлық шкалалар",
+        "filter_from": "Бастап",
+        "filter_before": "Дейін (қоспағанда)",
+        "filter_submit": "Көрсету",
+        "history_none": "Сәйкес мәлімдеме жоқ.",
+        "term": "Мерзімі",
+        "error_400": "Сұрау дұрыс емес",
+        "error_404": "Табылмады",
+        "error_other": "Бірдеңе дұрыс болмады",
+        "error_title": "{status} қатесі",
+        "level_updated": "Деңгей жаңартылды",
+        "open_data": "Ашық деректер",
+        "footer_note": "tocsin ашық бағдарламалық жасақтамасымен жарияланды.",
+    },
+}
+
+
+def ui(lang: str) -> Mapping[str, str]:
+    """The UI strings of a page language (English for a language without a table)."""
+    return UI.get(lang, UI["en"])
+
+
+def language_name(name_of: str, reader: str) -> str:
+    """What a reader of `reader` calls the language `name_of` ('Russian', 'орыс', …)."""
+    return LANGUAGES_IN.get(reader, LANGUAGES_IN["en"]).get(name_of, name_of)
+
+
+def _local(value: datetime, timezone: str | None) -> datetime:
+    return value.astimezone(ZoneInfo(timezone or "UTC"))
+
+
+def _offset(local: datetime) -> str:
+    """'UTC+6', 'UTC+5:30', 'UTC-3', 'UTC'."""
+    delta = local.utcoffset()
+    minutes = int(delta.total_seconds() // 60) if delta is not None else 0
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def _date(local: datetime, lang: str, *, locative: bool = False) -> str:
+    if lang == "kk":
+        months = KK_MONTHS_LOCATIVE if locative else MONTHS["kk"]
+        return f"{local.year} жылғы {local.day} {months[local.month - 1]}"
+    if lang == "ru":
+        return f"{local.day} {MONTHS['ru'][local.month - 1]} {local.year} г."
+    return f"{local.day} {MONTHS['en'][local.month - 1]} {local.year}"
+
+
+def format_date(value: datetime, timezone: str | None, lang: str) -> str:
+    """'7 January 2022', '7 января 2022 г.', '2022 жылғы 7 қаңтар' in the given time zone."""
+    return _date(_local(value, timezone), lang)
+
+
+def format_time(value: datetime, timezone: str | None, lang: str) -> str:
+    """'7 January 2022, 09:00 UTC+6' in the given time zone (UTC when None)."""
+    local = _local(value, timezone)
+    return f"{_date(local, lang)}, {local:%H:%M} {_offset(local)}"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One declaration that puts the level on the area, as an explanation names it."""
+
+    effective: datetime
+    where: str
+    """Name of the area the declaration names (the area itself or an ancestor)."""
+    countrywide: bool
+
+
+def explanation(lang: str, *, area: str, level: str | None, baseline: bool,
+                reasons: Sequence[Reason], inherited_from: str | None,
+                timezone: str | None) -> str:
+    """Why `area` has its level, in the page language: the declarations and inheritance.
+
+    `level` is the level's label (None: no level); `baseline` is True when no declaration
+    holds and the scheme's baseline level applies; `inherited_from` names the ancestor
+    whose declaration sets the level, when none names the area itself.
+    """
+    if lang == "kk":
+        return _explain_kk(area, level, baseline, reasons, inherited_from, timezone)
+    if lang == "ru":
+        return _explain_ru(area, level, baseline, reasons, inherited_from, timezone)
+    return _explain_en(area, level, baseline, reasons, inherited_from, timezone)
+
+
+def _explain_en(area: str, level: str | None, baseline: bool, reasons: Sequence[Reason],
+                inherited_from: str | None, timezone: str | None) -> str:
+    if level is None:
+        return f"No level is declared for {area}: no declaration is in effect."
+    if baseline or not reasons:
+        return f"{area} is at the baseline level, {level}: no declaration is in effect."
+    parts = [
+        f"the {'countrywide ' if r.countrywide else ''}declaration of "
+        f"{format_date(r.effective, timezone, 'en')} for {r.where}"
+        for r in reasons
+    ]
+    verb = "is" if len(parts) == 1 else "are"
+    text = f"{area} has this level because {' and '.join(parts)} {verb} in effect"
+    if inherited_from:
+        text += f" (inherited: {area} is part of {inherited_from})"
+    return text + "."
+
+
+def _explain_ru(area: str, level: str | None, baseline: bool, reasons: Sequence[Reason],
+                inherited_from: str | None, timezone: str | None) -> str:
+    if level is None:
+        return f"Для территории «{area}» уровень не объявлен: ни одно объявление не действует."
+    if baseline or not reasons:
+        return (f"Для территории «{area}» действует базовый уровень — {level}: ни одно "
+                "объявление не действует.")
+    parts = [
+        f"{'общегосударственное ' if r.countrywide else ''}объявление от "
+        f"{format_date(r.effective, timezone, 'ru')} для территории «{r.where}»"
+        for r in reasons
+    ]
+    verb = "действует" if len(parts) == 1 else "действуют"
+    text = f"Для территории «{area}» установлен этот уровень, потому что {verb} {' и '.join(parts)}."
+    if inherited_from:
+        text += f" Уровень унаследован: «{area}» входит в территорию «{inherited_from}»."
+    return text
+
+
+def _explain_kk(area: str, level: str | None, baseline: bool, reasons: Sequence[Reason],
+                inherited_from: str | None, timezone: str | None) -> str:
+    if level is None:
+        return f"«{area}» үшін деңгей жарияланбаған: күшіндегі мәлімдеме жоқ."
+    if baseline or not reasons:
+        return f"«{area}» үшін базалық деңгей қолданылады — {level}: күшіндегі мәлімдеме жоқ."
+    parts = [
+        f"«{r.where}» аумағына {'бүкіл ел бойынша ' if r.countrywide else ''}"
+        f"{_date(_local(r.effective, timezone), 'kk', locative=True)} жарияланған мәлімдеме"
+        for r in reasons
+    ]
+    text = f"«{area}» үшін бұл деңгей {' және '.join(parts)} күшінде болғандықтан белгіленген."
+    if inherited_from:
+        text += f" Деңгей мұраланған: «{area}» «{inherited_from}» аумағының құрамына кіреді."
+    return text

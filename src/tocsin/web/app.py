@@ -1,0 +1,201 @@
+"""The ASGI application. Public documents are looked up as pre-rendered bytes in the current
+snapshot: no validation, serialisation or database access on that path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy import Engine
+
+from tocsin import settings
+from tocsin.domain.errors import TocsinError
+from tocsin.domain.times import parse_instant
+from tocsin.render import pages, urls
+from tocsin.render.errors import error_body, status_of
+from tocsin.store.database import connect
+from tocsin.web.documents import HTML, JSON, Document, document
+from tocsin.web.live import Broadcaster, Holder
+from tocsin.web.site import negotiate
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("tocsin.web")
+NEGOTIATED = ("/areas/", "/declarations/", "/map/", "/badge/")
+PAST_MAX_AGE = 86_400
+MAX_AGE = 60
+
+
+def is_negotiated(path: str) -> bool:
+    """Unprefixed page paths answer in the reader's language."""
+    return path in ("/", "/history") or path.startswith(NEGOTIATED)
+
+
+class TocsinApp:
+    """Serves the holder's current snapshot; keeps it current while running."""
+
+    def __init__(self, holder: Holder) -> None:
+        self.holder = holder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if scope["method"] not in ("GET", "HEAD"):
+            await self._send(send, scope, _json_error(405, f"{scope['method']} is not allowed "
+                                                     f"on {path}", "use GET"), status=405)
+            return
+        if path == urls.EVENTS:
+            await self._events(scope, receive, send)
+            return
+        snapshot = self.holder.current
+        headers = _headers(scope)
+        query: bytes = scope["query_string"]
+        vary = is_negotiated(path)
+        if vary:
+            params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            lang = next((v for k, v in params if k == "lang"), None)
+            chosen = lang if lang in urls.PAGE_LANGUAGES else (
+                urls.DEFAULT_LANGUAGE if lang is not None else
+                negotiate(headers.get(b"accept-language", b"").decode("latin-1")))
+            path = f"/{chosen}{path}"
+        doc = None if query else snapshot.site.cached(path)
+        status = 200
+        if doc is None:
+            try:
+                params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                doc = snapshot.site.render(path, params)
+            except TocsinError as error:
+                status = status_of(error)
+                doc = self._error(path, status, error)
+            except Exception:
+                log.exception("failed to render %s", path)
+                status = 500
+                doc = _json_error(500, "the server failed to render this document", None)
+        max_age = (self._max_age(query, snapshot.built_at, snapshot.next_change)
+                   if status == 200 else 0)
+        await self._send(send, scope, doc, status=status, vary=vary, max_age=max_age,
+                         if_none_match=headers.get(b"if-none-match"))
+
+    def _max_age(self, query: bytes, built_at: datetime, next_change: datetime | None) -> int:
+        """Seconds a cache may keep the answer: levels in the past never change (nothing is
+        backdated); the present holds until the next change or for a minute."""
+        at = next((v for k, v in parse_qsl(query.decode("latin-1")) if k == "at"), None)
+        if at is not None:
+            try:
+                return PAST_MAX_AGE if parse_instant(at) < built_at else MAX_AGE
+            except TocsinError:
+                return 0
+        if next_change is None:
+            return MAX_AGE
+        seconds = int((next_change - datetime.now(UTC)).total_seconds())
+        return max(0, min(MAX_AGE, seconds))
+
+    def _error(self, path: str, status: int, error: TocsinError) -> Document:
+        segments = [s for s in path.split("/") if s]
+        if segments and segments[0] in urls.PAGE_LANGUAGES and not path.endswith(".svg"):
+            ctx = pages.PageContext(lang=segments[0], at=self.holder.current.built_at,
+                                    now=self.holder.current.built_at, time_travel=False)
+            return document(pages.error_page(ctx, status, error.message), HTML,
+                            self.holder.current.built_at)
+        return _json_error(status, error.problem, error.fix)
+
+    async def _send(self, send: Send, scope: Scope, doc: Document, *, status: int,
+                    vary: bool = False, max_age: int = 0,
+                    if_none_match: bytes | None = None) -> None:
+        headers = [
+            (b"etag", doc.etag.encode()),
+            (b"last-modified", doc.last_modified.encode()),
+            (b"cache-control", f"public, max-age={max_age}".encode() if max_age
+             else b"no-cache"),
+            (b"access-control-allow-origin", b"*"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if vary:
+            headers.append((b"vary", b"Accept-Language"))
+        if status == 200 and if_none_match is not None and _matches(if_none_match, doc.etag):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers += [(b"content-type", doc.media_type.encode()),
+                    (b"content-length", str(len(doc.body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        body = b"" if scope["method"] == "HEAD" else doc.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
+        last_id = _headers(scope).get(b"last-event-id", b"").decode("latin-1") or None
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"access-control-allow-origin", b"*"),
+            (b"x-accel-buffering", b"no"),
+        ]})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def pump() -> None:
+            async for chunk in self.holder.broadcaster.stream(last_id):
+                await send({"type": "http.response.body", "body": chunk.encode(),
+                            "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(disconnected())]
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await task
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.holder.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.holder.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
+
+
+def _matches(if_none_match: bytes, etag: str) -> bool:
+    wanted = etag.encode()
+    return any(tag.strip().removeprefix(b"W/") in (wanted, b"*")
+               for tag in if_none_match.split(b","))
+
+
+def _json_error(status: int, message: str, fix: str | None) -> Document:
+    body = json.dumps(error_body(status, message, fix), ensure_ascii=False,
+                      separators=(",", ":"))
+    return document(body, JSON, datetime.now(UTC))
+
+
+def create_app(engine: Engine) -> TocsinApp:
+    """The application for one database; builds the first snapshot before returning."""
+    return TocsinApp(Holder(engine, Broadcaster()))
+
+
+def app_from_environment() -> TocsinApp:
+    """Factory for `uvicorn --factory` and `tocsin serve --workers N`."""
+    return create_app(connect(settings.read().database_url))

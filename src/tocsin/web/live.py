@@ -1,0 +1,144 @@
+"""Keeping the snapshot current, and telling open pages about level changes (SSE)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from tocsin.web import snapshot as snapshots
+from tocsin.web.snapshot import Snapshot
+
+log = logging.getLogger("tocsin.web")
+POLL_SECONDS = 0.02
+"""How often the version counter is read: a one-row primary-key read, cheap on both databases."""
+KEEP_EVENTS = 1000
+HEARTBEAT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    data: str
+
+
+class Broadcaster:
+    """Level-change events with ids, kept for reconnecting clients (Last-Event-ID)."""
+
+    def __init__(self) -> None:
+        self.boot = f"{int(time.time() * 1000):x}"
+        self._seq = 0
+        self._events: deque[Event] = deque(maxlen=KEEP_EVENTS)
+        self._waiters: set[asyncio.Event] = set()
+
+    def publish(self, payload: dict[str, object]) -> Event:
+        self._seq += 1
+        event = Event(f"{self.boot}-{self._seq}", json.dumps(payload, ensure_ascii=False,
+                                                           separators=(",", ":")))
+        self._events.append(event)
+        for waiter in self._waiters:
+            waiter.set()
+        return event
+
+    def since(self, last_id: str | None) -> list[Event] | None:
+        """Events after `last_id`; None when some of them are no longer known (reset)."""
+        if not last_id:
+            return []
+        boot, _, seq = last_id.partition("-")
+        if boot != self.boot or not seq.isdigit() or int(seq) > self._seq:
+            return None
+        oldest = _seq_of(self._events[0].id) if self._events else self._seq + 1
+        if int(seq) < oldest - 1:
+            return None
+        return [e for e in self._events if _seq_of(e.id) > int(seq)]
+
+    async def stream(self, last_id: str | None) -> AsyncIterator[str]:
+        """The text/event-stream body for one client: what it missed, then what comes."""
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        try:
+            yield "retry: 2000\n\n"
+            missed = self.since(last_id)
+            if missed is None:
+                yield f"id: {self.boot}-{self._seq}\nevent: reset\ndata: {{}}\n\n"
+            for event in missed or ():
+                yield _frame(event)
+            sent = self._seq
+            while True:
+                try:
+                    await asyncio.wait_for(waiter.wait(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                waiter.clear()
+                for event in [e for e in self._events if _seq_of(e.id) > sent]:
+                    yield _frame(event)
+                    sent = _seq_of(event.id)
+        finally:
+            self._waiters.discard(waiter)
+
+
+def _seq_of(event_id: str | None) -> int:
+    if not event_id:
+        return 0
+    tail = event_id.partition("-")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _frame(event: Event) -> str:
+    return f"id: {event.id}\nevent: levels\ndata: {event.data}\n\n"
+
+
+class Holder:
+    """The current snapshot of this process, rebuilt off the request path."""
+
+    def __init__(self, engine: Engine, broadcaster: Broadcaster) -> None:
+        self.engine = engine
+        self.broadcaster = broadcaster
+        self.current: Snapshot = snapshots.build(engine)
+        self._task: asyncio.Task[None] | None = None
+
+    def refresh(self) -> Snapshot:
+        """Build a new snapshot now and swap it in; announce level changes."""
+        old = self.current
+        new = snapshots.build(self.engine, prerender=False)
+        # Serve the new world at once: what is not yet pre-rendered renders on first request.
+        self.current = new
+        changed = snapshots.changes(old, new)
+        snapshots.render_all(new)
+        if changed:
+            self.broadcaster.publish({"version": new.version, "at": new.built_at.isoformat(),
+                                      "changes": changed})
+        return new
+
+    async def watch(self) -> None:
+        """Rebuild when the store's version moves or when a level starts or ends."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                version, _ = await loop.run_in_executor(None, snapshots.read_version,
+                                                        self.engine)
+                due = self.current.next_change
+                if version != self.current.version or (due and datetime.now(UTC) >= due):
+                    await loop.run_in_executor(None, self.refresh)
+            except Exception:  # keep serving the last good snapshot
+                log.exception("could not rebuild the snapshot; serving the previous one")
+                await asyncio.sleep(1.0)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.watch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,210 @@
+"""Every public document of one snapshot, by path: rendered once, or on demand for queries.
+
+The live server and the static mirror both go through `Site.render`, so they send the same
+bytes for the same path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from importlib.resources import files
+from typing import Any
+
+from tocsin.domain.errors import InvalidInput, NotFound
+from tocsin.render import api, openapi, pages, svg, urls
+from tocsin.render.query import ParamKind, parse_query
+from tocsin.service.queries import World
+from tocsin.web.documents import CSS, HTML, JS, JSON, SVG, Document, document
+
+Params = Sequence[tuple[str, str]]
+ASSETS = {urls.STYLESHEET: ("tocsin.css", CSS), urls.SCRIPT: ("live.js", JS)}
+LEVELS_CSS = "/levels.css"
+PAGE_PARAMS = {"at": ParamKind.INSTANT}
+HISTORY_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
+                  "from": ParamKind.INSTANT, "to": ParamKind.INSTANT}
+LIST_PARAMS = {"scheme": ParamKind.SCHEME, "area": ParamKind.AREA, "since": ParamKind.INSTANT,
+               "until": ParamKind.INSTANT, "limit": ParamKind.LIMIT,
+               "offset": ParamKind.OFFSET}
+API_HISTORY_PARAMS = {"area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
+                      "since": ParamKind.INSTANT, "until": ParamKind.INSTANT}
+CACHE_LIMIT = 4096
+
+
+def negotiate(accept_language: str | None) -> str:
+    """The first supported language in an Accept-Language header, by weight."""
+    if not accept_language:
+        return urls.DEFAULT_LANGUAGE
+    ranked = []
+    for i, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                weight = 0.0
+        ranked.append((-weight, i, tag.strip().lower().split("-")[0]))
+    for weight, _, lang in sorted(ranked):
+        if weight < 0 and lang in urls.PAGE_LANGUAGES:
+            return lang
+    return urls.DEFAULT_LANGUAGE
+
+
+class Site:
+    """The public documents of one World at one instant."""
+
+    def __init__(self, world: World, now: datetime, modified: datetime) -> None:
+        self.world = world
+        self.now = now
+        self.modified = modified
+        self._cache: dict[tuple[str, Params], Document] = {}
+
+    # -- what exists ------------------------------------------------------------------------
+
+    def paths(self) -> Iterator[str]:
+        """Every document that needs no query, as the static mirror holds them."""
+        yield from ASSETS
+        yield LEVELS_CSS
+        yield urls.OPENAPI
+        world = self.world
+        published = [d for d in world.declarations.values() if d.is_published]
+        schemes = world.used_schemes()
+        for prefix in ("", *(f"/{lang}" for lang in urls.PAGE_LANGUAGES)):
+            yield prefix + "/"
+            yield prefix + "/history"
+            for code in world.tree.areas:
+                yield prefix + urls.area("x", code)[2:]
+            for d in published:
+                yield prefix + urls.declaration("x", d.id)[2:]
+            for scheme in schemes:
+                yield prefix + urls.map_svg(scheme)
+                for code in world.tree.areas:
+                    yield prefix + urls.badge(scheme, code)
+        yield urls.api_levels()
+        yield urls.api_schemes()
+        yield urls.api_declarations()
+        yield urls.api_history()
+        for code in world.tree.areas:
+            yield urls.api_area(code)
+        for d in published:
+            yield urls.api_declaration(d.id)
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def render(self, path: str, params: Params = (), accept_language: str | None = None) -> Document:
+        """The document at `path`; NotFound or InvalidInput (from the query) otherwise."""
+        key = (path if accept_language is None else f"{path}\0{accept_language}", tuple(params))
+        found = self._cache.get(key)
+        if found is None:
+            found = self._render(path, params, accept_language)
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+    def cached(self, path: str) -> Document | None:
+        """The pre-rendered document for a path without query or negotiation, if any."""
+        return self._cache.get((path, ()))
+
+    def _render(self, path: str, params: Params, accept_language: str | None) -> Document:
+        if path in ASSETS:
+            name, media_type = ASSETS[path]
+            body = (files("tocsin") / "static" / name).read_bytes()
+            return document(body, media_type, self.modified)
+        if path == LEVELS_CSS:
+            return document(pages.levels_css(self.world), CSS, self.modified)
+        if path == urls.OPENAPI:
+            return self._json(openapi.openapi_document())
+        segments = [s for s in path.split("/") if s]
+        if segments[:2] == ["api", "v1"]:
+            return self._api(segments[2:], params)
+        lang: str | None = None
+        if segments and segments[0] in urls.PAGE_LANGUAGES:
+            lang, segments = segments[0], segments[1:]
+        lang = _query_language(params) or lang or negotiate(accept_language)
+        params = [(k, v) for k, v in params if k != "lang"]
+        return self._page(path, segments, params, lang)
+
+    def _json(self, value: Any) -> Document:
+        body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return document(body, JSON, self.modified)
+
+    def _at(self, params: Params, allowed: dict[str, ParamKind]) -> tuple[datetime, dict[str, Any]]:
+        parsed = parse_query(params, allowed)
+        at = parsed.get("at")
+        return (at if isinstance(at, datetime) else self.now), parsed
+
+    def _page(self, path: str, segments: list[str], params: Params, lang: str) -> Document:
+        world = self.world
+        kinds = HISTORY_PARAMS if segments == ["history"] else PAGE_PARAMS
+        # Pages ignore parameters they do not know (trackers add them); the known are strict.
+        known = [(k, v) for k, v in params if k in kinds]
+        at, parsed = self._at(known, kinds)
+        ctx = pages.PageContext(lang=lang, at=at, now=self.now, time_travel="at" in parsed)
+        render: Callable[[], str]
+        media_type = HTML
+        match segments:
+            case []:
+                render = lambda: pages.overview_page(world, ctx)  # noqa: E731
+            case ["areas", code]:
+                render = lambda: pages.area_page(world, code, ctx)  # noqa: E731
+            case ["declarations", declaration_id]:
+                render = lambda: pages.declaration_page(world, declaration_id, ctx)  # noqa: E731
+            case ["history"]:
+                render = lambda: pages.history_page(  # noqa: E731
+                    world, ctx, area=parsed.get("area"), scheme=parsed.get("scheme"),
+                    start=parsed.get("from"), end=parsed.get("to"))
+            case ["map", name] if name.endswith(".svg"):
+                media_type = SVG
+                render = lambda: svg.map_svg(world, name[:-4], at, lang)  # noqa: E731
+            case ["badge", scheme, name] if name.endswith(".svg"):
+                media_type = SVG
+                render = lambda: svg.badge_svg(world, scheme, name[:-4], at, lang)  # noqa: E731
+            case _:
+                raise NotFound(f"there is no page at {path}", f"start from {urls.overview(lang)}")
+        return document(render(), media_type, self.modified)
+
+    def _api(self, segments: list[str], params: Params) -> Document:
+        world = self.world
+        match segments:
+            case ["levels"]:
+                at, _ = self._at(params, {"at": ParamKind.INSTANT})
+                return self._json(api.levels_doc(world, at))
+            case ["areas", code]:
+                at, _ = self._at(params, {"at": ParamKind.INSTANT})
+                return self._json(api.area_doc(world, code, at))
+            case ["declarations"]:
+                q = parse_query(params, LIST_PARAMS)
+                return self._json(api.declarations_doc(
+                    world, scheme=q.get("scheme"), area=q.get("area"), since=q.get("since"),
+                    until=q.get("until"), limit=q.get("limit", 50), offset=q.get("offset", 0)))
+            case ["declarations", declaration_id]:
+                parse_query(params, {})
+                return self._json(api.declaration_doc(world, declaration_id))
+            case ["schemes"]:
+                parse_query(params, {})
+                return self._json(api.schemes_doc(world))
+            case ["history"]:
+                q = parse_query(params, API_HISTORY_PARAMS)
+                return self._json(api.history_doc(world, area=q.get("area"),
+                                                  scheme=q.get("scheme"),
+                                                  since=q.get("since"), until=q.get("until")))
+        raise NotFound(f"there is no API document at /api/v1/{'/'.join(segments)}",
+                       f"see {urls.OPENAPI}")
+
+
+def _query_language(params: Params) -> str | None:
+    """?lang= when it names a page language; an unknown one falls back to the default."""
+    for key, value in params:
+        if key == "lang":
+            return value if value in urls.PAGE_LANGUAGES else urls.DEFAULT_LANGUAGE
+    return None
+
+
+def is_page(document_: Document) -> bool:
+    return document_.media_type == HTML
+
+
+__all__ = ["HTML", "InvalidInput", "Site", "negotiate"]

@@ -1,0 +1,98 @@
+"""The read model: an immutable picture of everything public, and the holder that swaps it.
+
+A snapshot is built from the store after each change (seen through the state version) and at
+the next instant some level starts or ends. Requests only ever read the current snapshot;
+they never touch the database and never wait for a rebuild.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from tocsin.domain.resolve import effective_levels
+from tocsin.service import queries
+from tocsin.service.queries import World
+from tocsin.store import records
+from tocsin.store.database import reading
+from tocsin.web.site import Site
+
+LevelMap = dict[tuple[str, str], str | None]
+"""(scheme, area) → level key or None."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    """The store's change counter this snapshot was built from."""
+    built_at: datetime
+    world: World
+    site: Site
+    levels: LevelMap
+    next_change: datetime | None
+    """When some level next starts or ends without anyone writing; rebuild then."""
+    rendered: int = field(default=0)
+
+
+def level_map(world: World, at: datetime) -> LevelMap:
+    out: LevelMap = {}
+    for key in world.used_schemes():
+        for code, effective in effective_levels(world.tree, world.history(key), at).items():
+            out[(key, code)] = effective.level.key if effective.level else None
+    return out
+
+
+def next_change(world: World, at: datetime) -> datetime | None:
+    candidates = [world.history(key).next_change_after(at) for key in world.schemes]
+    return min((c for c in candidates if c is not None), default=None)
+
+
+def last_change(world: World, at: datetime, written: datetime) -> datetime:
+    """The latest instant at or before `at` when anything public changed."""
+    latest = written
+    for key in world.schemes:
+        for window in world.history(key).windows:
+            for instant in (window.start, window.end):
+                if instant is not None and latest < instant <= at:
+                    latest = instant
+    return latest
+
+
+def read_version(engine: Engine) -> tuple[int, datetime]:
+    with reading(engine) as conn:
+        state = records.read_state(conn)
+        return int(state.version), state.changed_at
+
+
+def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True) -> Snapshot:
+    """A snapshot of the store as of `now` (default: the clock), its documents rendered."""
+    at = now or datetime.now(UTC)
+    version, written = read_version(engine)
+    world = queries.load_world(engine)
+    site = Site(world, at, last_change(world, at, written))
+    snapshot = Snapshot(version, at, world, site, level_map(world, at), next_change(world, at))
+    if prerender:
+        render_all(snapshot)
+    return snapshot
+
+
+def render_all(snapshot: Snapshot) -> int:
+    """Render every query-free document into the snapshot's site; returns how many."""
+    count = 0
+    for path in snapshot.site.paths():
+        snapshot.site.render(path)
+        count += 1
+    return count
+
+
+def changes(old: Snapshot | None, new: Snapshot) -> list[dict[str, str | None]]:
+    """The (scheme, area) pairs whose level differs between two snapshots."""
+    before = old.levels if old else {}
+    out = []
+    for (scheme, area), level in new.levels.items():
+        previous = before.get((scheme, area))
+        if previous != level:
+            out.append({"scheme": scheme, "area": area, "from": previous, "to": level})
+    return out
