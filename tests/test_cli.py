@@ -276,7 +276,8 @@ def test_audit_verify_exit_codes(db_url: str, engine: Engine) -> None:
 
 def test_demo_replays_january_2022(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--dir", str(folder)], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["demo", "--dir", str(folder), "--no-serve"],
+                           env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())
     assert "replay of January 2022 for demonstration" in out
@@ -286,5 +287,5 @@ def test_demo_replays_january_2022(tmp_path: Path) -> None:
     assert "for KZ Kazakhstan (countrywide) is in effect since 2022-01-07 09:00 +06" in out
     assert "inherited from KZ Kazakhstan" in out
     assert "intact=True" in out
-    again = runner.invoke(app, ["demo", "--dir", str(folder)])
+    again = runner.invoke(app, ["demo", "--dir", str(folder), "--no-serve"])
     assert again.exit_code == 2 and "is not empty" in again.stderr

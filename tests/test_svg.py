@@ -16,7 +16,13 @@ from tocsin.domain.errors import NotFound
 from tocsin.ingest.areas import GeoJSONMapping, read_areas_geojson
 from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
 from tocsin.render.explain import level_label
-from tocsin.render.svg import badge_svg, contrast_ratio, map_svg, text_colour_on
+from tocsin.render.svg import (
+    NO_LEVEL_COLOUR,
+    badge_svg,
+    contrast_ratio,
+    map_svg,
+    text_colour_on,
+)
 from tocsin.service import queries
 from tocsin.service.queries import World
 from tocsin.store.database import connect
@@ -157,7 +163,7 @@ def test_map_draws_real_shapes_when_every_area_has_one() -> None:
     paths = list(root.iter(f"{SVG}path"))
     assert len(paths) == 20
     assert all(p.attrib["d"].startswith("M") and p.findtext(f"{SVG}title") for p in paths)
-    assert {p.attrib["fill"] for p in paths} == {"#D9D9D9"}  # no declarations: no level
+    assert {p.attrib["fill"] for p in paths} == {NO_LEVEL_COLOUR}  # nothing declared
     assert float(root.attrib["width"]) > 800
     assert len(svg.encode()) < 200_000
     assert svg == map_svg(geo, "kz-terror", at, "en")

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import Engine
-
 from tests.helpers import request
 from tests.web_server import running
+
 from tocsin.service import commands
 from tocsin.web.app import TocsinApp, create_app
 from tocsin.web.publish import publish

@@ -42,7 +42,7 @@ UI: dict[str, dict[str, str]] = {
         "skip": "Skip to content",
         "main_nav": "Main",
         "lang_nav": "Language",
-        "nav_overview": "Current levels",
+        "nav_overview": "Levels by area",
         "nav_history": "History",
         "banner": "Levels as of {time}",
         "see_current": "see the current levels",
@@ -84,6 +84,7 @@ UI: dict[str, dict[str, str]] = {
         "in_effect": "In effect",
         "not_yet": "Not yet in effect",
         "ended": "Ended on {time}",
+        "replaced": "Replaced on {time}",
         "unpublished": "Not yet published at this time",
         "replaces": "Replaces",
         "replaced_by": "Replaced by",
@@ -116,7 +117,7 @@ UI: dict[str, dict[str, str]] = {
         "skip": "Перейти к содержанию",
         "main_nav": "Основная навигация",
         "lang_nav": "Язык",
-        "nav_overview": "Текущие уровни",
+        "nav_overview": "Уровни по территориям",
         "nav_history": "История",
         "banner": "Уровни по состоянию на {time}",
         "see_current": "смотреть текущие уровни",
@@ -160,6 +161,7 @@ UI: dict[str, dict[str, str]] = {
         "in_effect": "Действует",
         "not_yet": "Ещё не вступило в силу",
         "ended": "Завершилось {time}",
+        "replaced": "Заменено {time}",
         "unpublished": "На этот момент ещё не опубликовано",
         "replaces": "Заменяет",
         "replaced_by": "Заменено объявлением",
@@ -192,7 +194,7 @@ UI: dict[str, dict[str, str]] = {
         "skip": "Мазмұнға өту",
         "main_nav": "Негізгі навигация",
         "lang_nav": "Тіл",
-        "nav_overview": "Ағымдағы деңгейлер",
+        "nav_overview": "Аумақтар бойынша деңгейлер",
         "nav_history": "Тарих",
         "banner": "{time} жағдай бойынша деңгейлер",
         "see_current": "ағымдағы деңгейлерді қарау",
@@ -236,6 +238,7 @@ UI: dict[str, dict[str, str]] = {
         "in_effect": "Күшінде",
         "not_yet": "Әлі күшіне енген жоқ",
         "ended": "Аяқталды: {time}",
+        "replaced": "Ауыстырылды: {time}",
         "unpublished": "Бұл уақытта әлі жарияланбаған",
         "replaces": "Ауыстырады",
         "replaced_by": "Оны ауыстырған мәлімдеме",
@@ -368,7 +371,8 @@ def _explain_ru(area: str, level: str | None, baseline: bool, reasons: Sequence[
         for r in reasons
     ]
     verb = "действует" if len(parts) == 1 else "действуют"
-    text = f"Для территории «{area}» установлен этот уровень, потому что {verb} {' и '.join(parts)}."
+    text = (f"Для территории «{area}» установлен этот уровень, потому что {verb} "
+            f"{' и '.join(parts)}.")
     if inherited_from:
         text += f" Уровень унаследован: «{area}» входит в территорию «{inherited_from}»."
     return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import date
 from enum import Enum
 from typing import Any
 
@@ -48,6 +49,8 @@ class ParamKind(Enum):
     """int of 0 or more"""
     LANGUAGE = "language"
     """str: a BCP 47 language tag"""
+    DAY = "day"
+    """date: a calendar day, YYYY-MM-DD (the history page's date inputs)"""
 
 
 _BOUNDS = {ParamKind.LIMIT: (1, LIMIT_MAX), ParamKind.OFFSET: (0, None)}
@@ -57,6 +60,7 @@ _PATTERNS = {
     ParamKind.AREA: CODE_PATTERN.pattern,
     ParamKind.SCHEME: SCHEME_KEY.pattern,
     ParamKind.LANGUAGE: LANGUAGE.pattern,
+    ParamKind.DAY: "^[1-8][0-9]{3}-[0-9]{2}-[0-9]{2}$",
 }
 
 _EXPECTED = {
@@ -70,6 +74,7 @@ _EXPECTED = {
     ParamKind.LIMIT: (f"a whole number from 1 to {LIMIT_MAX}", "e.g. limit=50"),
     ParamKind.OFFSET: ("a whole number of 0 or more", "e.g. offset=0"),
     ParamKind.LANGUAGE: ("a language tag", "use tags like 'kk', 'ru', 'en' or 'en-GB'"),
+    ParamKind.DAY: ("a date", "write it as YYYY-MM-DD, e.g. 2022-01-07"),
 }
 
 
@@ -123,6 +128,13 @@ def _parse(name: str, value: str, kind: ParamKind) -> Any:
         if len(value) > TEXT_MAX:
             raise bad
         return value
+    if kind is ParamKind.DAY:
+        if not re.fullmatch(_PATTERNS[kind], value):
+            raise bad
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise bad from None
     if not re.fullmatch(_PATTERNS[kind], value):
         raise bad
     return value

@@ -9,7 +9,7 @@ legend names each colour in words.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -216,7 +216,7 @@ def _cos_degrees(degrees: float) -> float:
     return max(math.cos(math.radians(degrees)), 0.05)
 
 
-def _path(geometry: Any, point: Any) -> str:
+def _path(geometry: Any, point: Callable[[float, float], tuple[str, str]]) -> str:
     """Path data for a (Multi)Polygon; rings that round to fewer than 3 points are dropped."""
     polygons = (list(geometry.geoms) if isinstance(geometry, MultiPolygon)
                 else [geometry] if isinstance(geometry, Polygon) else [])

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from importlib.resources import files
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from tocsin.domain.errors import InvalidInput, NotFound
+from tocsin.domain.errors import NotFound
 from tocsin.render import api, openapi, pages, svg, urls
 from tocsin.render.query import ParamKind, parse_query
 from tocsin.service.queries import World
@@ -22,13 +23,8 @@ Params = Sequence[tuple[str, str]]
 ASSETS = {urls.STYLESHEET: ("tocsin.css", CSS), urls.SCRIPT: ("live.js", JS)}
 LEVELS_CSS = "/levels.css"
 PAGE_PARAMS = {"at": ParamKind.INSTANT}
-HISTORY_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
-                  "from": ParamKind.INSTANT, "to": ParamKind.INSTANT}
-LIST_PARAMS = {"scheme": ParamKind.SCHEME, "area": ParamKind.AREA, "since": ParamKind.INSTANT,
-               "until": ParamKind.INSTANT, "limit": ParamKind.LIMIT,
-               "offset": ParamKind.OFFSET}
-API_HISTORY_PARAMS = {"area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
-                      "since": ParamKind.INSTANT, "until": ParamKind.INSTANT}
+HISTORY_PAGE_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
+                       "from": ParamKind.DAY, "to": ParamKind.DAY}
 CACHE_LIMIT = 4096
 
 
@@ -93,12 +89,15 @@ class Site:
 
     # -- rendering --------------------------------------------------------------------------
 
-    def render(self, path: str, params: Params = (), accept_language: str | None = None) -> Document:
-        """The document at `path`; NotFound or InvalidInput (from the query) otherwise."""
-        key = (path if accept_language is None else f"{path}\0{accept_language}", tuple(params))
+    def render(self, path: str, params: Params = ()) -> Document:
+        """The document at `path`; NotFound or InvalidInput (from the query) otherwise.
+
+        A page path without a language prefix is in the default language.
+        """
+        key = (path, tuple(params))
         found = self._cache.get(key)
         if found is None:
-            found = self._render(path, params, accept_language)
+            found = self._render(path, params)
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = found
@@ -108,7 +107,7 @@ class Site:
         """The pre-rendered document for a path without query or negotiation, if any."""
         return self._cache.get((path, ()))
 
-    def _render(self, path: str, params: Params, accept_language: str | None) -> Document:
+    def _render(self, path: str, params: Params) -> Document:
         if path in ASSETS:
             name, media_type = ASSETS[path]
             body = (files("tocsin") / "static" / name).read_bytes()
@@ -123,7 +122,7 @@ class Site:
         lang: str | None = None
         if segments and segments[0] in urls.PAGE_LANGUAGES:
             lang, segments = segments[0], segments[1:]
-        lang = _query_language(params) or lang or negotiate(accept_language)
+        lang = _query_language(params) or lang or urls.DEFAULT_LANGUAGE
         params = [(k, v) for k, v in params if k != "lang"]
         return self._page(path, segments, params, lang)
 
@@ -138,7 +137,7 @@ class Site:
 
     def _page(self, path: str, segments: list[str], params: Params, lang: str) -> Document:
         world = self.world
-        kinds = HISTORY_PARAMS if segments == ["history"] else PAGE_PARAMS
+        kinds = HISTORY_PAGE_PARAMS if segments == ["history"] else PAGE_PARAMS
         # Pages ignore parameters they do not know (trackers add them); the known are strict.
         known = [(k, v) for k, v in params if k in kinds]
         at, parsed = self._at(known, kinds)
@@ -155,7 +154,8 @@ class Site:
             case ["history"]:
                 render = lambda: pages.history_page(  # noqa: E731
                     world, ctx, area=parsed.get("area"), scheme=parsed.get("scheme"),
-                    start=parsed.get("from"), end=parsed.get("to"))
+                    start=self._midnight(parsed.get("from")),
+                    end=self._midnight(parsed.get("to")))
             case ["map", name] if name.endswith(".svg"):
                 media_type = SVG
                 render = lambda: svg.map_svg(world, name[:-4], at, lang)  # noqa: E731
@@ -166,28 +166,38 @@ class Site:
                 raise NotFound(f"there is no page at {path}", f"start from {urls.overview(lang)}")
         return document(render(), media_type, self.modified)
 
+    def _midnight(self, day: date | None) -> datetime | None:
+        """The start of a day in the time zone the history page shows dates in."""
+        if day is None:
+            return None
+        roots = [code for code in self.world.tree.order if not self.world.tree.areas[code].parent]
+        zone = self.world.tree.timezone(roots[0]) if roots else None
+        local = datetime.combine(day, time(0), tzinfo=ZoneInfo(zone) if zone else UTC)
+        return local.astimezone(UTC)
+
     def _api(self, segments: list[str], params: Params) -> Document:
         world = self.world
         match segments:
             case ["levels"]:
-                at, _ = self._at(params, {"at": ParamKind.INSTANT})
+                at, _ = self._at(params, api.LEVELS_PARAMS)
                 return self._json(api.levels_doc(world, at))
             case ["areas", code]:
-                at, _ = self._at(params, {"at": ParamKind.INSTANT})
+                at, _ = self._at(params, api.AREA_PARAMS)
                 return self._json(api.area_doc(world, code, at))
             case ["declarations"]:
-                q = parse_query(params, LIST_PARAMS)
+                q = parse_query(params, api.DECLARATIONS_PARAMS)
                 return self._json(api.declarations_doc(
                     world, scheme=q.get("scheme"), area=q.get("area"), since=q.get("since"),
-                    until=q.get("until"), limit=q.get("limit", 50), offset=q.get("offset", 0)))
+                    until=q.get("until"), limit=q.get("limit", api.DEFAULT_LIMIT),
+                    offset=q.get("offset", 0)))
             case ["declarations", declaration_id]:
-                parse_query(params, {})
+                parse_query(params, api.NO_PARAMS)
                 return self._json(api.declaration_doc(world, declaration_id))
             case ["schemes"]:
-                parse_query(params, {})
+                parse_query(params, api.NO_PARAMS)
                 return self._json(api.schemes_doc(world))
             case ["history"]:
-                q = parse_query(params, API_HISTORY_PARAMS)
+                q = parse_query(params, api.HISTORY_PARAMS)
                 return self._json(api.history_doc(world, area=q.get("area"),
                                                   scheme=q.get("scheme"),
                                                   since=q.get("since"), until=q.get("until")))
@@ -203,8 +213,3 @@ def _query_language(params: Params) -> str | None:
     return None
 
 
-def is_page(document_: Document) -> bool:
-    return document_.media_type == HTML
-
-
-__all__ = ["HTML", "InvalidInput", "Site", "negotiate"]

@@ -1,0 +1,225 @@
+"""The public JSON API v1 documents: pure functions of a World and the parsed query.
+
+Each returns a JSON-ready dict in a fixed key order; the server serialises it once. Drafts
+are never public: every function here sees published declarations only. The shapes are
+described, and pinned by tests, in render/openapi.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from tocsin.domain.area import Area
+from tocsin.domain.declaration import Declaration, replaced_by
+from tocsin.domain.errors import unknown
+from tocsin.domain.resolve import Period
+from tocsin.domain.scheme import Level, Scheme
+from tocsin.domain.times import iso
+from tocsin.render import urls
+from tocsin.render.data import (
+    area_json,
+    declaration_json,
+    effective_json,
+    period_json,
+    scheme_json,
+)
+from tocsin.render.explain import explain
+from tocsin.render.query import ParamKind
+from tocsin.service.queries import AreaStatus, World
+
+DEFAULT_LIMIT = 50
+EXPLAIN_LANGUAGES = ("en",)
+
+# The query parameters each endpoint takes, for parse_query and the OpenAPI document.
+LEVELS_PARAMS = {"at": ParamKind.INSTANT}
+AREA_PARAMS = {"at": ParamKind.INSTANT}
+DECLARATIONS_PARAMS = {"scheme": ParamKind.SCHEME, "area": ParamKind.AREA,
+                       "since": ParamKind.INSTANT, "until": ParamKind.INSTANT,
+                       "limit": ParamKind.LIMIT, "offset": ParamKind.OFFSET}
+HISTORY_PARAMS = {"area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
+                  "since": ParamKind.INSTANT, "until": ParamKind.INSTANT}
+NO_PARAMS: dict[str, ParamKind] = {}
+
+
+def levels_doc(world: World, at: datetime) -> dict[str, Any]:
+    """Every area's level under every used scheme at `at` (schemes outer, areas in tree order)."""
+    return {"at": iso(at), "levels": [
+        {"area": s.area.code, "area_name": s.area.names, **_level_fields(s),
+         "links": {"area": urls.api_area(s.area.code),
+                   "page": urls.area(urls.DEFAULT_LANGUAGE, s.area.code)}}
+        for s in world.status(at)
+    ]}
+
+
+def area_doc(world: World, code: str, at: datetime) -> dict[str, Any]:
+    """One area at `at`: its place in the tree and, per used scheme, its level explained.
+
+    NotFound for an unknown area.
+    """
+    area = _area(world, code)
+    levels = []
+    for s in world.status(at, area=area.code):
+        level = s.effective.level
+        levels.append({
+            **_level_fields(s),
+            "explanation": explain(world.tree, s.scheme, s.effective, s.period,
+                                   EXPLAIN_LANGUAGES),
+            "meaning": level.meaning if level else None,
+            "measures": _lists(level.measures) if level else None,
+            "guidance": _lists(level.guidance) if level else None,
+            "timeline": [period_json(p) for p in world.timeline(area.code, s.scheme.key)],
+        })
+    return {
+        "at": iso(at),
+        "area": area_json(area),
+        "ancestors": world.tree.ancestors(area.code),
+        "children": world.tree.children(area.code),
+        "levels": levels,
+        "links": {"self": urls.api_area(area.code),
+                  "page": urls.area(urls.DEFAULT_LANGUAGE, area.code)},
+    }
+
+
+def declarations_doc(world: World, *, scheme: str | None = None, area: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     limit: int = DEFAULT_LIMIT, offset: int = 0) -> dict[str, Any]:
+    """One page of published declarations, newest first by effective time, then id.
+
+    Filters: the scheme; the area (declarations naming it or an ancestor of it); the
+    effective time in [since, until). NotFound for an unknown scheme or area; an empty
+    range or an offset past the end gives an empty page.
+    """
+    found = _published(world, scheme=scheme, area=area, since=since, until=until)
+    found.reverse()
+    total = len(found)
+    replacers = replaced_by(world.declarations)
+    filters = [("scheme", scheme), ("area", area),
+               ("since", iso(since) if since else None), ("until", iso(until) if until else None)]
+
+    def link(at_offset: int) -> str:
+        pairs = [(k, v) for k, v in filters if v is not None]
+        if limit != DEFAULT_LIMIT:
+            pairs.append(("limit", str(limit)))
+        if at_offset:
+            pairs.append(("offset", str(at_offset)))
+        query = urlencode(pairs, quote_via=quote, safe=":")
+        return urls.api_declarations() + (f"?{query}" if query else "")
+
+    return {
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "items": [declaration_json(d, replaced_by=sorted(replacers.get(d.id, ())))
+                  for d in found[offset:offset + limit]],
+        "links": {
+            "self": link(offset),
+            "next": link(offset + limit) if offset + limit < total else None,
+            "prev": link(max(0, min(offset - limit, total - limit))) if offset > 0 else None,
+        },
+    }
+
+
+def declaration_doc(world: World, declaration_id: str) -> dict[str, Any]:
+    """One published declaration; NotFound for an unknown id or a draft's."""
+    found = world.declarations.get(declaration_id)
+    if found is None or not found.is_published:
+        published = (d.id for d in world.declarations.values() if d.is_published)
+        raise unknown("declaration", declaration_id, published,
+                      f"find its id in {urls.api_declarations()}")
+    return declaration_json(found, replaced_by=world.replaced_by(found.id))
+
+
+def schemes_doc(world: World) -> dict[str, Any]:
+    """Every installed scheme, by key."""
+    return {"schemes": [scheme_json(world.schemes[key]) for key in sorted(world.schemes)]}
+
+
+def history_doc(world: World, *, area: str | None = None, scheme: str | None = None,
+                since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """The level changes of an area (or every area) under a scheme (or every used scheme).
+
+    Per area and scheme, the periods overlapping [since, until), unclipped; then the
+    published declarations taking effect in that range, oldest first. NotFound for an
+    unknown area or scheme.
+    """
+    codes = [_area(world, area).code] if area else list(world.tree.order)
+    keys = [_scheme(world, scheme).key] if scheme else world.used_schemes()
+    timelines = [
+        {"area": code, "scheme": key,
+         "periods": [period_json(p) for p in world.timeline(code, key)
+                     if _overlaps(p, since, until)]}
+        for key in keys for code in codes
+    ]
+    declarations = [
+        {"id": d.id, "scheme": d.scheme, "level": d.level, "areas": list(d.areas),
+         "effective": iso(_effective(d)), "links": {"self": urls.api_declaration(d.id)}}
+        for d in _published(world, scheme=scheme, area=area, since=since, until=until)
+    ]
+    return {
+        "area": area, "scheme": scheme,
+        "since": iso(since) if since else None, "until": iso(until) if until else None,
+        "timelines": timelines, "declarations": declarations,
+    }
+
+
+def _level_fields(status: AreaStatus) -> dict[str, Any]:
+    """scheme, level, name, colour, then the explanation fields of data.effective_json."""
+    level: Level | None = status.effective.level
+    return {"scheme": status.scheme.key, **_named(level),
+            **effective_json(status.effective, status.period)}
+
+
+def _named(level: Level | None) -> dict[str, Any]:
+    return {"level": level.key if level else None, "name": level.name if level else None,
+            "colour": level.colour if level else None}
+
+
+def _lists(texts: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    return {lang: list(items) for lang, items in texts.items()}
+
+
+def _area(world: World, code: str) -> Area:
+    if code not in world.tree.areas:
+        raise unknown("area", code, world.tree.areas, f"try {urls.api_levels()}")
+    return world.tree.areas[code]
+
+
+def _scheme(world: World, key: str) -> Scheme:
+    if key not in world.schemes:
+        raise unknown("scheme", key, world.schemes, f"try {urls.api_schemes()}")
+    return world.schemes[key]
+
+
+def _effective(d: Declaration) -> datetime:
+    assert d.effective is not None, "published declarations have an effective time"
+    return d.effective
+
+
+def _published(world: World, *, scheme: str | None, area: str | None,
+               since: datetime | None, until: datetime | None) -> list[Declaration]:
+    """Published declarations matching the filters, oldest first by (effective, id)."""
+    key = _scheme(world, scheme).key if scheme else None
+    chain: set[str] | None = None
+    if area:
+        code = _area(world, area).code
+        chain = {code, *world.tree.ancestors(code)}
+    found: Iterable[Declaration] = (
+        d for d in world.declarations.values()
+        if d.is_published
+        and (key is None or d.scheme == key)
+        and (chain is None or not chain.isdisjoint(d.areas))
+        and (since is None or _effective(d) >= since)
+        and (until is None or _effective(d) < until)
+    )
+    return sorted(found, key=lambda d: (_effective(d), d.id))
+
+
+def _overlaps(period: Period, since: datetime | None, until: datetime | None) -> bool:
+    if since is not None and until is not None and since >= until:
+        return False
+    starts_before_until = until is None or period.start is None or period.start < until
+    ends_after_since = since is None or period.end is None or period.end > since
+    return starts_before_until and ends_after_since

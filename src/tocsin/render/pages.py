@@ -1,0 +1,534 @@
+"""The public HTML pages: overview, area, declaration permalink, history, errors, level colours.
+
+Pure functions of a World and a PageContext; templates come from tocsin/templates through one
+module-level Jinja environment. Views are built here as small frozen values so that templates
+only lay them out. The same input always gives the same bytes (the static mirror compares).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from tocsin.domain.area import AreaKind
+from tocsin.domain.declaration import Declaration, Statement, end_of, replaced_by
+from tocsin.domain.errors import unknown
+from tocsin.domain.scheme import Level, Scheme
+from tocsin.domain.text import pick
+from tocsin.domain.times import iso
+from tocsin.render import i18n, urls
+from tocsin.service.queries import AreaStatus, World
+
+LEVELS_CSS = "/levels.css"
+_ENV = Environment(
+    loader=PackageLoader("tocsin", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_ENV.globals.update(stylesheet=urls.STYLESHEET, levels_css=LEVELS_CSS, script=urls.SCRIPT,
+                    api_levels=urls.api_levels(), openapi=urls.OPENAPI)
+NO_LEVEL_CLASS = "lv-none"
+NO_LEVEL_COLOUR = "#E8E8E8"
+HISTORY_HINT = "see the history page for published declarations"
+
+
+@dataclass(frozen=True)
+class PageContext:
+    lang: str
+    """One of urls.PAGE_LANGUAGES."""
+    at: datetime
+    """The instant the page shows (aware, UTC)."""
+    now: datetime
+    """When the snapshot was built (aware, UTC)."""
+    time_travel: bool
+    """True when the reader asked for ?at=…: a banner, and ?at= kept on every page link."""
+
+
+@dataclass(frozen=True)
+class Link:
+    href: str
+    text: str
+    lang: str = ""
+    current: bool = False
+
+
+@dataclass(frozen=True)
+class Chip:
+    css: str
+    text: str
+
+
+@dataclass(frozen=True)
+class When:
+    iso: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What every page shares: language, title, navigation, banner, live updates."""
+
+    lang: str
+    t: Mapping[str, str]
+    title: str
+    switch: list[Link]
+    overview: str
+    history: str
+    banner: When | None
+    current: str
+    """The same page without ?at=, for the time-travel banner."""
+    as_of: When
+    live: bool
+    json: str | None
+
+
+# ---------------------------------------------------------------------------- colours
+
+def _luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of '#RRGGBB'."""
+    channels = []
+    for i in (1, 3, 5):
+        c = int(colour[i:i + 2], 16) / 255
+        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    r, g, b = channels
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two '#RRGGBB' colours (1 to 21)."""
+    a, b = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def text_colour(background: str) -> str:
+    """Black or white, whichever contrasts more with the background (always >= 4.58:1)."""
+    return "#000" if contrast(background, "#000000") >= contrast(background, "#FFFFFF") else "#fff"
+
+
+def level_class(scheme: str, level: Level | None) -> str:
+    return f"lv-{scheme}-{level.key}" if level is not None else NO_LEVEL_CLASS
+
+
+def levels_css(world: World) -> str:
+    """The stylesheet at /levels.css: one class per scheme level, and one for no level."""
+    lines = ["/* Level colours, generated from the schemes; text chosen for contrast >= 4.5:1 */"]
+    for key in sorted(world.schemes):
+        for level in world.schemes[key].levels:
+            colour = level.colour.upper()
+            lines.append(f".{level_class(key, level)}{{background:{colour};"
+                         f"color:{text_colour(colour)}}}")
+    lines.append(f".{NO_LEVEL_CLASS}{{background:{NO_LEVEL_COLOUR};"
+                 f"color:{text_colour(NO_LEVEL_COLOUR)}}}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- shared views
+
+def _render(template: str, frame: Frame, **page: Any) -> str:
+    return _ENV.get_template(template).render(f=frame, t=frame.t, **page)
+
+
+def _query(ctx: PageContext, params: Sequence[tuple[str, str]] = (), *,
+           keep_at: bool = True) -> str:
+    items = [(k, v) for k, v in params if v]
+    if ctx.time_travel and keep_at:
+        items.append(("at", iso(ctx.at)))
+    return "?" + urlencode(items, safe=":") if items else ""
+
+
+def _page_timezone(world: World) -> str | None:
+    """Time zone for pages about no one area: the first top-level area's."""
+    return world.tree.timezone(world.tree.order[0]) if world.tree.order else None
+
+
+def _when(value: datetime, timezone: str | None, lang: str) -> When:
+    return When(iso(value), i18n.format_time(value, timezone, lang))
+
+
+def _frame(ctx: PageContext, title: str, path_of: Callable[[str], str], timezone: str | None,
+           *, params: Sequence[tuple[str, str]] = (), json: str | None = None,
+           live: bool = True) -> Frame:
+    query = _query(ctx, params)
+    switch = [Link(path_of(lang) + query, i18n.LANGUAGE_NAMES[lang], lang, lang == ctx.lang)
+              for lang in urls.PAGE_LANGUAGES]
+    return Frame(
+        lang=ctx.lang, t=i18n.ui(ctx.lang), title=title, switch=switch,
+        overview=urls.overview(ctx.lang) + _query(ctx),
+        history=urls.history(ctx.lang) + _query(ctx),
+        banner=_when(ctx.at, timezone, ctx.lang) if ctx.time_travel else None,
+        current=path_of(ctx.lang) + _query(ctx, params, keep_at=False),
+        as_of=_when(ctx.at, timezone, ctx.lang), live=live and not ctx.time_travel, json=json)
+
+
+def _name(world: World, code: str, lang: str) -> str:
+    return pick(world.tree.areas[code].names, [lang]) or code
+
+
+def _area_link(world: World, code: str, ctx: PageContext) -> Link:
+    return Link(urls.area(ctx.lang, code) + _query(ctx), _name(world, code, ctx.lang))
+
+
+def _level_label(level: Level | None, lang: str) -> str:
+    if level is None:
+        return i18n.ui(lang)["no_level"]
+    name = pick(level.name, [lang]) or level.key
+    colour = pick(level.colour_name, [lang])
+    return f"{name} ({colour})" if colour else name
+
+
+def _chip(scheme: str, level: Level | None, lang: str) -> Chip:
+    return Chip(level_class(scheme, level), _level_label(level, lang))
+
+
+def _scheme_name(scheme: Scheme, lang: str) -> str:
+    return pick(scheme.name, [lang, scheme.default_language]) or scheme.key
+
+
+def _as_known_at(world: World, ctx: PageContext) -> World:
+    """The world as the public knew it at ctx.at: later publications and cancellations unseen.
+
+    Only time-travel pages need this; a live page shows everything published.
+    """
+    if not ctx.time_travel:
+        return world
+    kept: dict[str, Declaration] = {}
+    changed = False
+    for d in world.declarations.values():
+        if d.is_published and (d.published_at is None or d.published_at > ctx.at):
+            changed = True
+            continue
+        if d.cancellation is not None and d.cancellation.at > ctx.at:
+            d = replace(d, cancellation=None)
+            changed = True
+        kept[d.id] = d
+    return World(world.tree, world.schemes, kept) if changed else world
+
+
+def _headline(d: Declaration, lang: str, scheme: Scheme) -> tuple[str, Statement]:
+    """The language shown and the texts in it: the reader's, else the scheme's, else any."""
+    for candidate in (lang, scheme.default_language, *sorted(d.texts)):
+        if candidate in d.texts:
+            return candidate, d.texts[candidate]
+    return lang, Statement(d.id)
+
+
+def _declaration_link(d: Declaration, world: World, ctx: PageContext) -> Link:
+    shown, texts = _headline(d, ctx.lang, world.scheme(d.scheme))
+    return Link(urls.declaration(ctx.lang, d.id) + _query(ctx), texts.headline, shown)
+
+
+def _state(d: Declaration, replacers: Sequence[Declaration], ctx: PageContext,
+           timezone: str | None) -> str:
+    """The declaration's state at ctx.at: in effect, not yet, ended, cancelled."""
+    t = i18n.ui(ctx.lang)
+    if d.cancellation is not None:
+        return t["cancelled"].format(time=i18n.format_time(d.cancellation.at, timezone, ctx.lang),
+                                     reason=d.cancellation.reason)
+    end = end_of(d, replacers)
+    if d.effective is not None and d.effective > ctx.at:
+        return t["not_yet"]
+    if end is None or end > ctx.at:
+        return t["in_effect"]
+    replaced = any(r.effective == end for r in replacers)
+    return t["replaced" if replaced else "ended"].format(
+        time=i18n.format_time(end, timezone, ctx.lang))
+
+
+def _timezone_of(world: World, d: Declaration) -> str | None:
+    return world.tree.timezone(d.areas[0]) if d.areas and d.areas[0] in world.tree else None
+
+
+# ---------------------------------------------------------------------------- overview
+
+@dataclass(frozen=True)
+class Group:
+    key: str
+    chip: Chip
+    meaning: str
+    areas: list[Link]
+
+
+@dataclass(frozen=True)
+class SchemeOverview:
+    key: str
+    name: str
+    map_src: str
+    map_alt: str
+    groups: list[Group]
+
+
+def overview_page(world: World, ctx: PageContext) -> str:
+    """Per scheme in use: its map, then every area grouped by level, highest first."""
+    world = _as_known_at(world, ctx)
+    t = i18n.ui(ctx.lang)
+    depth = {code: len(world.tree.ancestors(code)) for code in world.tree.order}
+    sections = []
+    for key in world.used_schemes():
+        scheme = world.scheme(key)
+        by_rank: dict[int | None, list[AreaStatus]] = {}
+        for status in world.status(ctx.at, scheme=key):
+            level = status.effective.level
+            by_rank.setdefault(level.rank if level else None, []).append(status)
+        groups = []
+        for rank in sorted(by_rank, key=lambda r: (r is None, -(r or 0))):
+            members = by_rank[rank]
+            level = members[0].effective.level
+            members.sort(key=lambda s: (depth[s.area.code], _name(world, s.area.code, ctx.lang),
+                                        s.area.code))
+            meaning = (pick(level.meaning, [ctx.lang, scheme.default_language]) or ""
+                       if level else t["no_level_meaning"])
+            groups.append(Group(level.key if level else "none", _chip(key, level, ctx.lang),
+                                meaning, [_area_link(world, s.area.code, ctx) for s in members]))
+        name = _scheme_name(scheme, ctx.lang)
+        sections.append(SchemeOverview(key, name, urls.map_svg(key) + _query(ctx),
+                                       t["map_alt"].format(scheme=name), groups))
+    frame = _frame(ctx, t["overview_title"], urls.overview, _page_timezone(world),
+                   json=urls.api_levels())
+    return _render("overview.html", frame, schemes=sections)
+
+
+# ---------------------------------------------------------------------------- area
+
+@dataclass(frozen=True)
+class Row:
+    """One period of an area's timeline."""
+
+    chip: Chip
+    start: When | None
+    end: When | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    declarations: list[Link]
+
+
+@dataclass(frozen=True)
+class SchemeStatus:
+    key: str
+    name: str
+    description: str
+    legend: list[Chip]
+    chip: Chip
+    since: When | None
+    until: When | None
+    why: str
+    meaning: str
+    measures: Sequence[str]
+    guidance: Sequence[str]
+    senders: list[Sender]
+    timeline: list[Row]
+    badge_src: str
+    badge_alt: str
+    snippet: str
+
+
+def area_page(world: World, code: str, ctx: PageContext) -> str:
+    """One area: per scheme its level, meaning, measures, guidance, term, why, and history."""
+    area = world.tree.get(code)
+    world = _as_known_at(world, ctx)
+    t = i18n.ui(ctx.lang)
+    name = _name(world, code, ctx.lang)
+    sections = [_scheme_status(world, status, ctx) for status in world.status(ctx.at, area=code)]
+    parents = [_area_link(world, c, ctx) for c in reversed(world.tree.ancestors(code))]
+    children = sorted((_area_link(world, c, ctx) for c in world.tree.children(area.code)),
+                      key=lambda link: (link.text, link.href))
+    frame = _frame(ctx, name, lambda lang: urls.area(lang, code), world.tree.timezone(code),
+                   json=urls.api_area(code))
+    return _render("area.html", frame, name=name, code=code, parents=parents, children=children,
+                   within=t["within"].format(area=name), schemes=sections)
+
+
+def _scheme_status(world: World, status: AreaStatus, ctx: PageContext) -> SchemeStatus:
+    lang, scheme, effective, code = ctx.lang, status.scheme, status.effective, status.area.code
+    t = i18n.ui(lang)
+    tz = world.tree.timezone(code)
+    langs = [lang, scheme.default_language]
+    level = effective.level
+    name = _name(world, code, lang)
+    reasons = [
+        i18n.Reason(s.window.start, _name(world, s.via, lang),
+                    world.tree.areas[s.via].kind is AreaKind.COUNTRY)
+        for s in effective.sources
+    ]
+    why = i18n.explanation(
+        lang, area=name, level=_level_label(level, lang) if level else None,
+        baseline=effective.is_baseline, reasons=reasons,
+        inherited_from=_name(world, effective.inherited_from, lang)
+        if effective.inherited_from else None, timezone=tz)
+    senders: dict[str, list[Link]] = {}
+    for source in effective.sources:
+        links = senders.setdefault(source.declaration.sender, [])
+        link = _declaration_link(source.declaration, world, ctx)
+        if link not in links:
+            links.append(link)
+    timeline = []
+    for period in reversed(world.timeline(code, scheme.key)):
+        note = (t["current"] if period.contains(ctx.at)
+                else t["scheduled"] if period.start is not None and period.start > ctx.at
+                else "")
+        timeline.append(Row(
+            _chip(scheme.key, period.level, lang),
+            _when(period.start, tz, lang) if period.start else None,
+            _when(period.end, tz, lang) if period.end else None, note))
+    scheme_name = _scheme_name(scheme, lang)
+    badge_src = urls.badge(scheme.key, code)
+    badge_alt = t["badge_alt"].format(scheme=scheme_name, area=name)
+    snippet = _ENV.get_template("_badge.html").render(
+        href=urls.area(lang, code), src=badge_src, alt=badge_alt).strip()
+    return SchemeStatus(
+        key=scheme.key, name=scheme_name, description=pick(scheme.description, langs) or "",
+        legend=[_chip(scheme.key, lv, lang) for lv in scheme.levels],
+        chip=_chip(scheme.key, level, lang),
+        since=_when(status.period.start, tz, lang) if status.period.start else None,
+        until=_when(status.period.end, tz, lang) if status.period.end else None,
+        why=why,
+        meaning=(pick(level.meaning, langs) or "") if level else t["area_no_level"],
+        measures=(pick(level.measures, langs) or ()) if level else (),
+        guidance=(pick(level.guidance, langs) or ()) if level else (),
+        senders=[Sender(sender, links) for sender, links in senders.items()],
+        timeline=timeline, badge_src=badge_src, badge_alt=badge_alt, snippet=snippet)
+
+
+# ---------------------------------------------------------------------------- declaration
+
+def declaration_page(world: World, declaration_id: str, ctx: PageContext) -> str:
+    """A declaration's permalink; NotFound for an unknown id or a draft (drafts are private)."""
+    d = world.declarations.get(declaration_id)
+    if d is None or not d.is_published:
+        raise unknown("declaration", declaration_id, (), HISTORY_HINT)
+    full = world
+    world = _as_known_at(world, ctx)
+    t = i18n.ui(ctx.lang)
+    scheme = world.scheme(d.scheme)
+    tz = _timezone_of(world, d)
+    shown, texts = _headline(d, ctx.lang, scheme)
+    known = world.declarations.get(d.id)
+    replacers = [world.declarations[i] for i in world.replaced_by(d.id)] if known else []
+    state = _state(known, replacers, ctx, tz) if known else t["unpublished"]
+    level = scheme.level(d.level)
+    frame = _frame(ctx, t["declaration_title"].format(id=d.id),
+                   lambda lang: urls.declaration(lang, d.id), tz,
+                   json=urls.api_declaration(d.id))
+    return _render(
+        "declaration.html", frame, d=d, texts=texts, shown=shown,
+        shown_note=t["shown_in"].format(language=i18n.language_name(shown, ctx.lang))
+        if shown != ctx.lang else "",
+        scheme=_scheme_name(scheme, ctx.lang), chip=_chip(scheme.key, level, ctx.lang),
+        meaning=pick(level.meaning, [ctx.lang, scheme.default_language]) or "",
+        areas=[_area_link(world, c, ctx) for c in d.areas if c in world.tree],
+        effective=_when(d.effective, tz, ctx.lang) if d.effective else None,
+        expires=_when(d.expires, tz, ctx.lang) if d.expires else None,
+        published=t["published"].format(time=i18n.format_time(d.published_at, tz, ctx.lang))
+        if d.published_at else "",
+        state=state,
+        replaces=[_declaration_link(full.declarations[i], full, ctx) if i in full.declarations
+                  else Link(urls.declaration(ctx.lang, i) + _query(ctx), i) for i in d.replaces],
+        replaced_by=[_declaration_link(r, world, ctx) for r in replacers],
+        json=urls.api_declaration(d.id))
+
+
+# ---------------------------------------------------------------------------- history
+
+@dataclass(frozen=True)
+class Entry:
+    link: Link
+    id: str
+    chip: Chip
+    scheme: str
+    areas: list[Link]
+    effective: When | None
+    expires: When | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    text: str
+    selected: bool
+
+
+def history_page(world: World, ctx: PageContext, *, area: str | None, scheme: str | None,
+                 start: datetime | None, end: datetime | None) -> str:
+    """Published declarations naming the area (or an ancestor), of the scheme, taking effect
+    within [start, end), newest first; with the GET form that filters them.
+
+    The form sends area, scheme, from and to (dates, YYYY-MM-DD); dates are shown in the
+    time zone of the first top-level area. NotFound for an unknown area or scheme.
+    """
+    if area:
+        world.tree.get(area)
+    if scheme:
+        world.scheme(scheme)
+    world = _as_known_at(world, ctx)
+    t = i18n.ui(ctx.lang)
+    candidates = world.declarations_for(area) if area else list(world.declarations.values())
+    chosen = [d for d in candidates
+              if d.is_published and d.effective is not None
+              and (scheme is None or d.scheme == scheme)
+              and (start is None or d.effective >= start) and (end is None or d.effective < end)]
+    chosen.sort(key=lambda d: (d.effective or d.created_at, d.id), reverse=True)
+    replacers = replaced_by(world.declarations)
+    entries = []
+    for d in chosen:
+        tz = _timezone_of(world, d)
+        s = world.scheme(d.scheme)
+        entries.append(Entry(
+            _declaration_link(d, world, ctx), d.id, _chip(s.key, s.level(d.level), ctx.lang),
+            _scheme_name(s, ctx.lang),
+            [_area_link(world, c, ctx) for c in d.areas if c in world.tree],
+            _when(d.effective, tz, ctx.lang) if d.effective else None,
+            _when(d.expires, tz, ctx.lang) if d.expires else None,
+            _state(d, [world.declarations[r] for r in replacers.get(d.id, [])], ctx, tz)))
+    page_tz = _page_timezone(world)
+    start_text, end_text = _date_value(start, page_tz), _date_value(end, page_tz)
+    params = [("area", area or ""), ("scheme", scheme or ""), ("from", start_text),
+              ("to", end_text)]
+    depth = {code: len(world.tree.ancestors(code)) for code in world.tree.order}
+    areas = [Option(c, "\u2002" * depth[c] + f"{_name(world, c, ctx.lang)} ({c})", c == area)
+             for c in _tree_preorder(world)]
+    schemes = [Option(k, _scheme_name(world.schemes[k], ctx.lang), k == scheme)
+               for k in sorted(world.schemes)]
+    frame = _frame(ctx, t["history_title"], urls.history, page_tz, params=params,
+                   json=urls.api_history())
+    return _render("history.html", frame, entries=entries, areas=areas, schemes=schemes,
+                   start=start_text, end=end_text, action=urls.history(ctx.lang),
+                   at=iso(ctx.at) if ctx.time_travel else "")
+
+
+def _date_value(value: datetime | None, timezone: str | None) -> str:
+    return value.astimezone(ZoneInfo(timezone or "UTC")).date().isoformat() if value else ""
+
+
+def _tree_preorder(world: World) -> list[str]:
+    """Codes with each area directly followed by its descendants, for an indented list."""
+    out: list[str] = []
+    stack = [c for c in reversed(world.tree.order) if world.tree.areas[c].parent is None]
+    while stack:
+        code = stack.pop()
+        out.append(code)
+        stack.extend(reversed(world.tree.children(code)))
+    return out
+
+
+# ---------------------------------------------------------------------------- errors
+
+def error_page(ctx: PageContext, status: int, message: str) -> str:
+    """A short page naming the problem, with the way back to the levels."""
+    t = i18n.ui(ctx.lang)
+    heading = t.get(f"error_{status}", t["error_other"])
+    frame = _frame(ctx, t["error_title"].format(status=status), urls.overview, None,
+                   live=False)
+    return _render("error.html", frame, status=status, heading=heading, message=message)
