@@ -255,3 +255,15 @@ def test_publish_refuses_a_folder_it_did_not_write(engine: Engine, tmp_path: Pat
     publish(build(engine), target)
     publish(build(engine), target)  # replacing an earlier mirror is fine
     assert (target / "index.html").is_file() and (target / "api/v1/levels.json").is_file()
+
+
+def test_cors_preflight_and_allow_header(app: TocsinApp) -> None:
+    async def call(method: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                     base_url="http://tocsin.test") as client:
+            return await client.request(method, "/api/v1/levels")
+    preflight = asyncio.run(call("OPTIONS"))
+    assert preflight.status_code == 204 and "GET" in preflight.headers["allow"]
+    assert "If-None-Match" in preflight.headers["access-control-allow-headers"]
+    refused = asyncio.run(call("DELETE"))
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD, OPTIONS"

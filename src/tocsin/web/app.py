@@ -31,6 +31,11 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("tocsin.web")
 NEGOTIATED = ("/areas/", "/declarations/", "/map/", "/badge/")
+ALLOW = b"GET, HEAD, OPTIONS"
+CORS = [(b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+        (b"access-control-allow-headers", b"If-None-Match, Last-Event-ID, Accept-Language"),
+        (b"access-control-expose-headers", b"ETag, Last-Modified")]
 PAST_MAX_AGE = 86_400
 MAX_AGE = 60
 
@@ -53,9 +58,15 @@ class TocsinApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        if scope["method"] == "OPTIONS":  # CORS preflight: any origin may read
+            await send({"type": "http.response.start", "status": 204, "headers": [
+                *CORS, (b"allow", ALLOW), (b"access-control-max-age", b"86400")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if scope["method"] not in ("GET", "HEAD"):
             await self._send(send, scope, _json_error(405, f"{scope['method']} is not allowed "
-                                                     f"on {path}", "use GET"), status=405)
+                                                     f"on {path}", "use GET"), status=405,
+                             extra=[(b"allow", ALLOW)])
             return
         if path == urls.EVENTS:
             await self._events(scope, receive, send)
@@ -114,14 +125,16 @@ class TocsinApp:
 
     async def _send(self, send: Send, scope: Scope, doc: Document, *, status: int,
                     vary: bool = False, max_age: int = 0,
-                    if_none_match: bytes | None = None) -> None:
+                    if_none_match: bytes | None = None,
+                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
         headers = [
             (b"etag", doc.etag.encode()),
             (b"last-modified", doc.last_modified.encode()),
             (b"cache-control", f"public, max-age={max_age}".encode() if max_age
              else b"no-cache"),
-            (b"access-control-allow-origin", b"*"),
+            *CORS,
             (b"x-content-type-options", b"nosniff"),
+            *(extra or ()),
         ]
         if vary:
             headers.append((b"vary", b"Accept-Language"))
@@ -140,7 +153,7 @@ class TocsinApp:
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-store"),
-            (b"access-control-allow-origin", b"*"),
+            *CORS,
             (b"x-accel-buffering", b"no"),
         ]})
         if scope["method"] == "HEAD":
