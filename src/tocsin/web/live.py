@@ -6,20 +6,25 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 from sqlalchemy import Engine
 
+from tocsin.service.change import NOTIFY_CHANNEL
 from tocsin.web import snapshot as snapshots
 from tocsin.web.snapshot import Snapshot
 
 log = logging.getLogger("tocsin.web")
 POLL_SECONDS = 0.02
-"""How often the version counter is read: a one-row primary-key read, cheap on both databases."""
+"""How often SQLite's version counter is read: a one-row primary-key read."""
+LISTEN_POLL_SECONDS = 1.0
+"""On PostgreSQL, NOTIFY wakes the watcher at once; the counter is still read this often."""
 KEEP_EVENTS = 1000
 HEARTBEAT_SECONDS = 15.0
 
@@ -105,6 +110,8 @@ class Holder:
         self.broadcaster = broadcaster
         self.current: Snapshot = snapshots.build(engine)
         self._task: asyncio.Task[None] | None = None
+        self._listener: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def refresh(self) -> Snapshot:
         """Build a new snapshot now and swap it in; announce level changes."""
@@ -122,8 +129,21 @@ class Holder:
     async def watch(self) -> None:
         """Rebuild when the store's version moves or when a level starts or ends."""
         loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        interval = POLL_SECONDS
+        if self.engine.dialect.name == "postgresql":
+            interval = LISTEN_POLL_SECONDS
+            self._listener = threading.Thread(
+                target=_listen, args=(self.engine, loop, woken, self._stopping), daemon=True)
+            self._listener.start()
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            timeout = interval
+            due = self.current.next_change
+            if due is not None:
+                timeout = min(interval, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout)
+            woken.clear()
             try:
                 version, _ = await loop.run_in_executor(None, snapshots.read_version,
                                                         self.engine)
@@ -138,7 +158,24 @@ class Holder:
         self._task = asyncio.get_running_loop().create_task(self.watch())
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _listen(engine: Engine, loop: asyncio.AbstractEventLoop, woken: asyncio.Event,
+            stopping: threading.Event) -> None:
+    """LISTEN on PostgreSQL and wake the watcher on every NOTIFY; reconnect on failure."""
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    while not stopping.is_set():
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                while not stopping.is_set():
+                    for _ in conn.notifies(timeout=1.0):
+                        loop.call_soon_threadsafe(woken.set)
+        except psycopg.Error:
+            log.warning("lost the LISTEN connection; retrying", exc_info=True)
+            stopping.wait(1.0)
