@@ -20,7 +20,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
 from sqlalchemy import Engine
 from tests.web_server import running
 
@@ -105,7 +112,7 @@ def at_of(page: Page) -> datetime:
     return parse_instant(at)
 
 
-def group_of(page: Page, link_prefix: str):  # noqa: ANN201 (a Playwright Locator)
+def group_of(page: Page, link_prefix: str) -> Locator:
     """The overview's level group that lists the area whose link starts with `link_prefix`."""
     return page.locator("section.group").filter(
         has=page.locator(f'a[href^="{link_prefix}"]'))

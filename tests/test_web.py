@@ -138,13 +138,17 @@ def test_a_declaration_shows_over_http_without_readers_waiting(engine: Engine) -
 
 def test_a_level_starting_later_shows_with_no_write(engine: Engine) -> None:
     app = create_app(engine)
-    start = now() + timedelta(seconds=1.5)
-    commands.declare(engine, [request("high", ("KZ-71",), effective=start,
-                                      expires=start + timedelta(seconds=1.5))],
-                     now=now(), actor=ACTOR)
     with running(app) as base, httpx.Client(base_url=base) as client:
+        start = now() + timedelta(seconds=2)
+        commands.declare(engine, [request("high", ("KZ-71",), effective=start,
+                                          expires=start + timedelta(seconds=2))],
+                         now=now(), actor=ACTOR)
+        # The declaration is seen at once, but its level only holds from `start`: the
+        # snapshot rebuilds itself then, and again at the expiry, with no write.
+        wait_for(lambda: app.holder.current.next_change == start, 1.5)
         assert level(client, "KZ-71") is None
         wait_for(lambda: level(client, "KZ-71") == "high", 5)
+        assert now() >= start
         wait_for(lambda: level(client, "KZ-71") is None, 5)
 
 
