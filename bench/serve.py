@@ -49,9 +49,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -64,11 +65,13 @@ AREA = "KZ-71"
 SCHEME = "kz-terror"
 DECLARED_LEVEL = "high"
 LEVEL_URL = f"/api/v1/areas/{AREA}"
+EVENTS_PATH = "/events"
 POLL_SECONDS = 0.002
 VISIBLE_TIMEOUT = 10.0
 RATIO_TARGET = 0.5
 LATENCY_TARGET_MS = 50.0
 APT_COMMAND = "apt-get install -y nginx wrk"
+LOAD_WARNING = 0.5
 SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
@@ -184,6 +187,10 @@ def machine(nginx: str, wrk: str) -> Machine:
                    f"{platform.python_version()} ({platform.python_implementation()})",
                    f"{platform.system()} {platform.release()} {platform.machine()}",
                    nginx_v, wrk_v, uv)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -608,16 +615,83 @@ def seconds_until(client: httpx.Client, url: str, expected: str | None, start: f
         time.sleep(POLL_SECONDS)
 
 
+class EventListener:
+    """Reads the server's live event stream (SSE, what open pages listen to) on a socket of
+    its own, in a thread, and notes when each level change arrives."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        self.events: list[tuple[float, list[dict[str, object]]]] = []
+        self.changed = threading.Condition()
+        self.stopping = threading.Event()
+        self.failure: str | None = None
+        self.sock = socket.create_connection(self.address, timeout=10)
+        self.sock.sendall(f"GET {EVENTS_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                          "Accept: text/event-stream\r\n\r\n".encode())
+        self.sock.settimeout(0.1)
+        self.thread = threading.Thread(target=self._read, name="sse", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        buffer = b""
+        frame = re.compile(rb"event: levels\r?\ndata: ([^\r\n]*)\r?\n")
+        try:
+            while not self.stopping.is_set():
+                try:
+                    chunk = self.sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    if not self.stopping.is_set():
+                        self.failure = "the server closed the event stream"
+                    return
+                arrived = time.perf_counter()
+                buffer += chunk
+                while (match := frame.search(buffer)) is not None:
+                    payload = json.loads(match[1])
+                    buffer = buffer[match.end():]
+                    with self.changed:
+                        self.events.append((arrived, list(payload.get("changes", []))))
+                        self.changed.notify_all()
+        except OSError as error:
+            if not self.stopping.is_set():
+                self.failure = f"event stream: {error}"
+
+    def count(self) -> int:
+        with self.changed:
+            return len(self.events)
+
+    def wait_for(self, after: int, area: str, level: str | None, start: float) -> float:
+        """Seconds from `start` until an event after the first `after` says `area` is now at
+        `level`."""
+        deadline = time.monotonic() + VISIBLE_TIMEOUT
+        with self.changed:
+            while True:
+                for arrived, changes in self.events[after:]:
+                    if any(c.get("scheme") == SCHEME and c.get("area") == area
+                           and c.get("to") == level for c in changes):
+                        return arrived - start
+                left = deadline - time.monotonic()
+                if left <= 0 or self.failure:
+                    raise BenchFailure(self.failure or f"no live event for {area} -> {level!r} "
+                                       f"within {VISIBLE_TIMEOUT:g} s")
+                self.changed.wait(min(left, 0.1))
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(2)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
 @dataclass
 class Latencies:
     name: str
-    declared: list[float]
-    cancelled: list[float]
-    command_s: list[float]
-
-    @property
-    def all(self) -> list[float]:
-        return self.declared + self.cancelled
+    api: list[float] = field(default_factory=list)
+    declared: list[float] = field(default_factory=list)
+    cancelled: list[float] = field(default_factory=list)
+    event: list[float] = field(default_factory=list)
+    command_s: list[float] = field(default_factory=list)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -630,37 +704,56 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def visible_via_cli(tocsin: list[str], env: dict[str, str], client: httpx.Client, url: str,
-                    changes: int, initial: str | None) -> Latencies:
-    out = Latencies("cli", [], [], [])
-    declared_id = ""
+Write = Callable[[int], None]
+"""Makes change number i (even: declare, odd: cancel); returns once it has committed."""
+
+
+def measure_changes(name: str, write: Write, changes: int, client: httpx.Client, url: str,
+                    events: EventListener, initial: str | None) -> Latencies:
+    """Each change, then: until the API shows it, and until its live event arrives. The next
+    change waits for that event, which the server sends once it has rendered every document
+    of the new snapshot: each change is measured on a quiet server."""
+    out = Latencies(name)
     for i in range(changes):
         declaring = i % 2 == 0
-        if declaring:
-            command = [*tocsin, "declare", "--scheme", SCHEME, "--level", DECLARED_LEVEL,
-                       "--area", AREA, "--headline", f"bench serve {i // 2 + 1}", "--json"]
-        else:
-            command = [*tocsin, "cancel", declared_id, "--reason", "bench", "--json"]
-        spawned = time.perf_counter()
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 env=env, stdin=subprocess.DEVNULL)
-        stdout, stderr = child.communicate(timeout=120)
-        exited = time.perf_counter()  # the process is gone: its transaction has committed
-        if child.returncode != 0:
-            raise BenchFailure(f"{' '.join(command[1:3])} failed ({child.returncode}): "
-                               f"{stderr.decode(errors='replace')}")
         expected = DECLARED_LEVEL if declaring else initial
-        seconds = seconds_until(client, url, expected, exited)
-        (out.declared if declaring else out.cancelled).append(seconds)
-        out.command_s.append(exited - spawned)
-        if declaring:
-            [made] = json.loads(stdout)
-            declared_id = made["id"]
+        seen = events.count()
+        started = time.perf_counter()
+        write(i)
+        committed = time.perf_counter()
+        visible = seconds_until(client, url, expected, committed)
+        out.api.append(visible)
+        (out.declared if declaring else out.cancelled).append(visible)
+        out.event.append(events.wait_for(seen, AREA, expected, committed))
+        out.command_s.append(committed - started)
     return out
 
 
-def visible_in_process(database_url: str, client: httpx.Client, url: str, changes: int,
-                       initial: str | None) -> Latencies:
+def cli_writer(tocsin: list[str], env: dict[str, str]) -> Write:
+    declared = [""]
+
+    def write(i: int) -> None:
+        if i % 2 == 0:
+            command = [*tocsin, "declare", "--scheme", SCHEME, "--level", DECLARED_LEVEL,
+                       "--area", AREA, "--headline", f"bench serve {i // 2 + 1}", "--json"]
+        else:
+            command = [*tocsin, "cancel", declared[0], "--reason", "bench", "--json"]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=env, stdin=subprocess.DEVNULL)
+        stdout, stderr = child.communicate(timeout=120)
+        # The process has exited: its transaction has committed.
+        if child.returncode != 0:
+            raise BenchFailure(f"tocsin {command[1]} failed ({child.returncode}): "
+                               f"{stderr.decode(errors='replace')}")
+        if i % 2 == 0:
+            [made] = json.loads(stdout)
+            declared[0] = made["id"]
+
+    return write
+
+
+@contextlib.contextmanager
+def service_writer(database_url: str) -> Iterator[Write]:
     from tocsin.domain.errors import TocsinError
     from tocsin.ingest.declarations import parse_declaration
     from tocsin.ingest.document import Document
@@ -668,45 +761,42 @@ def visible_in_process(database_url: str, client: httpx.Client, url: str, change
     from tocsin.store.database import connect
 
     engine = connect(database_url)
-    out = Latencies("in-process", [], [], [])
-    declared_id = ""
-    try:
-        for i in range(changes):
-            declaring = i % 2 == 0
-            started = time.perf_counter()
-            if declaring:
+    declared = [""]
+
+    def write(i: int) -> None:
+        try:
+            if i % 2 == 0:
                 request = parse_declaration(Document({
                     "scheme": SCHEME, "level": DECLARED_LEVEL, "areas": [AREA],
                     "texts": {"en": {"headline": f"bench serve in-process {i // 2 + 1}"}},
                 }, "bench"), default_sender="bench")
                 [made] = commands.declare(engine, [request], now=datetime.now(UTC),
                                           actor="bench")
-                declared_id = made.id
+                declared[0] = made.id
             else:
-                commands.cancel(engine, declared_id, reason="bench", now=datetime.now(UTC),
+                commands.cancel(engine, declared[0], reason="bench", now=datetime.now(UTC),
                                 actor="bench")
-            committed = time.perf_counter()
-            expected = DECLARED_LEVEL if declaring else initial
-            seconds = seconds_until(client, url, expected, committed)
-            (out.declared if declaring else out.cancelled).append(seconds)
-            out.command_s.append(committed - started)
-    except TocsinError as error:
-        raise BenchFailure(f"the service layer refused: {error.message}") from None
+        except TocsinError as error:
+            raise BenchFailure(f"the service layer refused: {error.message}") from None
+
+    try:
+        yield write
     finally:
         engine.dispose()
-    return out
 
 
 def latency_line(lat: Latencies) -> str:
-    ms = [s * 1000 for s in lat.all]
+    ms = [s * 1000 for s in lat.api]
+    event = [s * 1000 for s in lat.event]
     verdict = "PASS" if percentile(ms, 0.5) < LATENCY_TARGET_MS else "FAIL"
-    dec = statistics.median(lat.declared) * 1000
-    can = statistics.median(lat.cancelled) * 1000
-    return (f"{lat.name:10} n={len(ms):3}  p50 {percentile(ms, 0.5):7.1f} ms  p99 "
-            f"{percentile(ms, 0.99):7.1f} ms  max {max(ms):7.1f} ms  (median declare "
-            f"{dec:.1f}, cancel {can:.1f}; the write itself: median "
-            f"{statistics.median(lat.command_s) * 1000:.0f} ms)  target p50 < "
-            f"{LATENCY_TARGET_MS:g} ms: {verdict}")
+    return (f"{lat.name:10} n={len(ms):3}  API p50 {percentile(ms, 0.5):6.1f} ms  p99 "
+            f"{percentile(ms, 0.99):6.1f}  max {max(ms):6.1f}  (declare p50 "
+            f"{statistics.median(lat.declared) * 1000:.1f}, cancel p50 "
+            f"{statistics.median(lat.cancelled) * 1000:.1f})  target p50 < "
+            f"{LATENCY_TARGET_MS:g} ms: {verdict}\n"
+            f"{'':10} live event p50 {percentile(event, 0.5):6.1f} ms  p99 "
+            f"{percentile(event, 0.99):6.1f}  max {max(event):6.1f};  the write itself p50 "
+            f"{statistics.median(lat.command_s) * 1000:.0f} ms")
 
 
 # --- profiling --------------------------------------------------------------------------------
@@ -783,6 +873,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine(nginx, wrk)
     for line in info.lines():
         print(line)
+    load_start = load_average()
+    print(f"load average at start: {load_start}")
+    if os.getloadavg()[0] > LOAD_WARNING:
+        print("WARNING: this machine is busy with other work; the numbers will be noisy")
     print(f"settings: wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
           f"{args.rounds} rounds, {args.changes} level changes per method")
     folder = Path(tempfile.mkdtemp(prefix="tocsin-bench-serve-"))
@@ -806,6 +900,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+    summary["loadavg_start"] = load_start
+    summary["loadavg_end"] = load_average()
     summary["elapsed_s"] = f"{time.perf_counter() - began:.0f}"
     print("\n--- summary ---")
     for key, value in summary.items():
@@ -869,11 +965,17 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
         if initial == DECLARED_LEVEL or initial == "critical":
             raise BenchFailure(f"{AREA} is already at {initial}: declaring {DECLARED_LEVEL} "
                                "would not change it")
-        cli = visible_via_cli(tocsin, prepared.env, client, url, args.changes, initial)
-        print(latency_line(cli), flush=True)
-        inproc = visible_in_process(prepared.database_url, client, url, args.changes,
-                                    initial)
-        print(latency_line(inproc))
+        events = EventListener(HOST, tocsin_port)
+        try:
+            cli = measure_changes("cli", cli_writer(tocsin, prepared.env), args.changes,
+                                  client, url, events, initial)
+            print(latency_line(cli), flush=True)
+            with service_writer(prepared.database_url) as write:
+                inproc = measure_changes("in-process", write, args.changes, client, url,
+                                         events, initial)
+            print(latency_line(inproc))
+        finally:
+            events.close()
     processes.stop(server)
 
     print()
@@ -895,7 +997,7 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
     summary["serve_target"] = (f">={RATIO_TARGET:g}x " +
                                ("PASS" if all(r.passed for r in rows) else "FAIL"))
     for lat in (cli, inproc):
-        ms = [s * 1000 for s in lat.all]
+        ms = [s * 1000 for s in lat.api]
         key = "visible_" + lat.name.replace("-", "")
         summary[f"{key}_p50_ms"] = f"{percentile(ms, 0.5):.1f}"
         summary[f"{key}_p99_ms"] = f"{percentile(ms, 0.99):.1f}"
@@ -903,6 +1005,7 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
         summary[f"{key}_target"] = (f"p50<{LATENCY_TARGET_MS:g}ms " +
                                     ("PASS" if percentile(ms, 0.5) < LATENCY_TARGET_MS
                                      else "FAIL"))
+        summary[f"{key}_event_p50_ms"] = f"{percentile([s * 1000 for s in lat.event], 0.5):.1f}"
     summary["cli_command_median_s"] = f"{statistics.median(cli.command_s):.2f}"
     return summary
 

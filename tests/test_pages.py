@@ -176,11 +176,11 @@ def test_area_page_shows_term_sender_timeline_and_badge(
     assert {"href": urls.declaration("en", countrywide.id)} in page.all("a")
     timeline = inside(html, "ol", "timeline")
     assert timeline.index("Critical (red)") < timeline.index("No level")  # newest first
-    assert {"src": "/badge/kz-terror/KZ-75.svg", "alt": "Terrorism threat level: Almaty"} in \
+    assert {"src": "/en/badge/kz-terror/KZ-75.svg", "alt": "Terrorism threat level: Almaty"} in \
         page.all("img")
     snippet = inside(html, "textarea").replace("&lt;", "<").replace("&gt;", ">") \
         .replace("&#34;", '"')
-    assert snippet == ('<a href="/en/areas/KZ-75"><img src="/badge/kz-terror/KZ-75.svg" '
+    assert snippet == ('<a href="/en/areas/KZ-75"><img src="/en/badge/kz-terror/KZ-75.svg" '
                        'alt="Terrorism threat level: Almaty"></a>')
     assert page.all("textarea") == [{"id": "embed-kz-terror", "class": "snippet", "rows": "3",
                                      "readonly": ""}]
@@ -218,7 +218,7 @@ def test_overview_groups_areas_by_level_highest_first(world: World) -> None:
     assert '<span class="chip lv-none">No level</span>' in html
     page = Page(html)
     [image] = page.all("img")
-    assert image["src"] == "/map/kz-terror.svg" and "Terrorism threat level" in image["alt"]
+    assert image["src"] == "/en/map/kz-terror.svg" and "Terrorism threat level" in image["alt"]
 
 
 def test_overview_on_8_january_has_every_area_critical(world: World) -> None:

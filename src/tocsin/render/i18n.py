@@ -393,3 +393,20 @@ def _explain_kk(area: str, level: str | None, baseline: bool, reasons: Sequence[
     if inherited_from:
         text += f" Деңгей мұраланған: «{area}» «{inherited_from}» аумағының құрамына кіреді."
     return text
+
+
+# Alphabet order for sorting names: Python compares code points, which puts Kazakh letters
+# such as Ә, Ғ, Қ, Ң, Ө, Ұ, Ү, Һ, І after Я.
+_ALPHABETS = {
+    "kk": "аәбвгғдеёжзийкқлмнңоөпрстуұүфхһцчшщъыіьэюя",
+    "ru": "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+}
+
+
+def collation_key(text: str, lang: str) -> tuple[int, ...]:
+    """A sort key that orders names by the alphabet of `lang` (code points otherwise)."""
+    alphabet = _ALPHABETS.get(lang, "")
+    return tuple(
+        alphabet.index(ch) if ch in alphabet else len(alphabet) + ord(ch)
+        for ch in text.lower()
+    )

@@ -282,14 +282,15 @@ def overview_page(world: World, ctx: PageContext) -> str:
         for rank in sorted(by_rank, key=lambda r: (r is None, -(r or 0))):
             members = by_rank[rank]
             level = members[0].effective.level
-            members.sort(key=lambda s: (depth[s.area.code], _name(world, s.area.code, ctx.lang),
-                                        s.area.code))
+            members.sort(key=lambda s: (depth[s.area.code],
+                                        i18n.collation_key(_name(world, s.area.code, ctx.lang),
+                                                      ctx.lang), s.area.code))
             meaning = (pick(level.meaning, [ctx.lang, scheme.default_language]) or ""
                        if level else t["no_level_meaning"])
             groups.append(Group(level.key if level else "none", _chip(key, level, ctx.lang),
                                 meaning, [_area_link(world, s.area.code, ctx) for s in members]))
         name = _scheme_name(scheme, ctx.lang)
-        sections.append(SchemeOverview(key, name, urls.map_svg(key) + _query(ctx),
+        sections.append(SchemeOverview(key, name, urls.map_svg(key, ctx.lang) + _query(ctx),
                                        t["map_alt"].format(scheme=name), groups))
     frame = _frame(ctx, t["overview_title"], urls.overview, _page_timezone(world),
                    json=urls.api_levels())
@@ -343,7 +344,7 @@ def area_page(world: World, code: str, ctx: PageContext) -> str:
     sections = [_scheme_status(world, status, ctx) for status in world.status(ctx.at, area=code)]
     parents = [_area_link(world, c, ctx) for c in reversed(world.tree.ancestors(code))]
     children = sorted((_area_link(world, c, ctx) for c in world.tree.children(area.code)),
-                      key=lambda link: (link.text, link.href))
+                      key=lambda link: (i18n.collation_key(link.text, ctx.lang), link.href))
     frame = _frame(ctx, name, lambda lang: urls.area(lang, code), world.tree.timezone(code),
                    json=urls.api_area(code))
     return _render("area.html", frame, name=name, code=code, parents=parents, children=children,
@@ -383,7 +384,7 @@ def _scheme_status(world: World, status: AreaStatus, ctx: PageContext) -> Scheme
             _when(period.start, tz, lang) if period.start else None,
             _when(period.end, tz, lang) if period.end else None, note))
     scheme_name = _scheme_name(scheme, lang)
-    badge_src = urls.badge(scheme.key, code)
+    badge_src = urls.badge(scheme.key, code, lang)
     badge_alt = t["badge_alt"].format(scheme=scheme_name, area=name)
     snippet = _ENV.get_template("_badge.html").render(
         href=urls.area(lang, code), src=badge_src, alt=badge_alt).strip()

@@ -14,6 +14,7 @@ PAGE_LANGUAGES = ("kk", "ru", "en")
 DEFAULT_LANGUAGE = "en"
 
 STYLESHEET = "/static/tocsin.css"
+ICON = "/static/tocsin.svg"
 SCRIPT = "/static/live.js"
 EVENTS = "/events"
 OPENAPI = "/openapi.json"
@@ -39,12 +40,14 @@ def history(lang: str) -> str:
     return f"/{lang}/history"
 
 
-def map_svg(scheme: str) -> str:
-    return f"/map/{_seg(scheme)}.svg"
+def map_svg(scheme: str, lang: str | None = None) -> str:
+    """The map; in the reader's language when `lang` is given."""
+    return f"{'/' + lang if lang else ''}/map/{_seg(scheme)}.svg"
 
 
-def badge(scheme: str, code: str) -> str:
-    return f"/badge/{_seg(scheme)}/{_seg(code)}.svg"
+def badge(scheme: str, code: str, lang: str | None = None) -> str:
+    """The embeddable badge; in the reader's language when `lang` is given."""
+    return f"{'/' + lang if lang else ''}/badge/{_seg(scheme)}/{_seg(code)}.svg"
 
 
 def api_levels() -> str:

@@ -27,6 +27,18 @@
     }, 100);
   }
 
+  // Maps and badges keep their address when a level changes: fetch them past the cache,
+  // then point the images at them again.
+  function refreshImages() {
+    Array.prototype.forEach.call(main.querySelectorAll("img[src]"), function (img) {
+      var src = img.getAttribute("src");
+      fetch(src, { cache: "reload" }).then(function () {
+        img.removeAttribute("src");
+        img.setAttribute("src", src);
+      }).catch(function () {});
+    });
+  }
+
   function done() {
     busy = false;
     if (again) {
@@ -53,6 +65,7 @@
         var fresh = page.querySelector("main");
         if (fresh) {
           main.innerHTML = fresh.innerHTML;
+          refreshImages();
           if (page.title) {
             document.title = page.title;
           }

@@ -20,7 +20,8 @@ from tocsin.service.queries import World
 from tocsin.web.documents import CSS, HTML, JS, JSON, SVG, Document, document
 
 Params = Sequence[tuple[str, str]]
-ASSETS = {urls.STYLESHEET: ("tocsin.css", CSS), urls.SCRIPT: ("live.js", JS)}
+ASSETS = {urls.STYLESHEET: ("tocsin.css", CSS), urls.SCRIPT: ("live.js", JS),
+          urls.ICON: ("tocsin.svg", SVG)}
 LEVELS_CSS = "/levels.css"
 PAGE_PARAMS = {"at": ParamKind.INSTANT}
 HISTORY_PAGE_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
