@@ -339,15 +339,15 @@ def _luminance(colour: str) -> float:
 
 def test_every_level_class_has_contrast_of_at_least_4_5(world: World) -> None:
     css = levels_css(world)
-    rules = re.findall(r"\.(lv-[a-z0-9-]+)\{background:(#[0-9A-Fa-f]{6});color:(#[0-9a-f]{3})\}",
+    rules = re.findall(r"\.(lv-[a-z0-9-]+)\{background:(#[0-9A-Fa-f]{6});color:(#[0-9A-Fa-f]{6})\}",
                        css)
     expected = {f"lv-{s.key}-{lv.key}" for s in world.schemes.values() for lv in s.levels}
     assert {name for name, _, _ in rules} == expected | {"lv-none"}
     for name, background, text in rules:
         light, dark = sorted((_luminance(background), _luminance(text)), reverse=True)
         assert (light + 0.05) / (dark + 0.05) >= 4.5, name
-    assert ".lv-kz-terror-critical{background:#D7191C;color:#fff}" in css
-    assert ".lv-kz-terror-moderate{background:#FFD400;color:#000}" in css
+    assert ".lv-kz-terror-critical{background:#D7191C;color:#FFFFFF}" in css
+    assert ".lv-kz-terror-moderate{background:#FFD400;color:#000000}" in css
 
 
 # ---------------------------------------------------------------------------- declaration

@@ -15,14 +15,9 @@ from tocsin.domain.area import Area, AreaKind, AreaTree
 from tocsin.domain.errors import NotFound
 from tocsin.ingest.areas import GeoJSONMapping, read_areas_geojson
 from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
+from tocsin.render.colour import contrast_ratio, text_colour_on
 from tocsin.render.explain import level_label
-from tocsin.render.svg import (
-    NO_LEVEL_COLOUR,
-    badge_svg,
-    contrast_ratio,
-    map_svg,
-    text_colour_on,
-)
+from tocsin.render.svg import NO_LEVEL_COLOUR, badge_svg, map_svg
 from tocsin.service import queries
 from tocsin.service.queries import World
 from tocsin.store.database import connect

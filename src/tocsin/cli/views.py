@@ -12,16 +12,9 @@ from tocsin.domain.declaration import Declaration
 from tocsin.domain.resolve import Period
 from tocsin.domain.scheme import Level
 from tocsin.domain.text import pick
+from tocsin.render.colour import text_colour_on
 from tocsin.render.explain import level_label, local_time
 from tocsin.service.queries import AreaStatus
-
-
-def _ink(colour: str) -> str:
-    """Black or white, whichever reads better on `colour` (WCAG relative luminance)."""
-    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-    return "black" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "white"
 
 
 def swatch(level: Level | None, languages: Sequence[str]) -> Text:
@@ -30,8 +23,8 @@ def swatch(level: Level | None, languages: Sequence[str]) -> Text:
         return Text("— no level", style="dim")
     text = Text("  ", style=f"on {level.colour}")
     text.append(" ")
-    text.append(level_label(level, languages).upper(), style=f"bold {_ink(level.colour)} on "
-                f"{level.colour}")
+    text.append(level_label(level, languages).upper(),
+                style=f"bold {text_colour_on(level.colour)} on {level.colour}")
     return text
 
 

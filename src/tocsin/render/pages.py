@@ -23,6 +23,7 @@ from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.text import pick
 from tocsin.domain.times import iso
 from tocsin.render import i18n, urls
+from tocsin.render.colour import text_colour_on
 from tocsin.service.queries import AreaStatus, World
 
 LEVELS_CSS = "/levels.css"
@@ -93,27 +94,6 @@ class Frame:
 
 # ---------------------------------------------------------------------------- colours
 
-def _luminance(colour: str) -> float:
-    """WCAG 2 relative luminance of '#RRGGBB'."""
-    channels = []
-    for i in (1, 3, 5):
-        c = int(colour[i:i + 2], 16) / 255
-        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
-    r, g, b = channels
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast(first: str, second: str) -> float:
-    """WCAG 2 contrast ratio of two '#RRGGBB' colours (1 to 21)."""
-    a, b = sorted((_luminance(first), _luminance(second)), reverse=True)
-    return (a + 0.05) / (b + 0.05)
-
-
-def text_colour(background: str) -> str:
-    """Black or white, whichever contrasts more with the background (always >= 4.58:1)."""
-    return "#000" if contrast(background, "#000000") >= contrast(background, "#FFFFFF") else "#fff"
-
-
 def level_class(scheme: str, level: Level | None) -> str:
     return f"lv-{scheme}-{level.key}" if level is not None else NO_LEVEL_CLASS
 
@@ -125,9 +105,9 @@ def levels_css(world: World) -> str:
         for level in world.schemes[key].levels:
             colour = level.colour.upper()
             lines.append(f".{level_class(key, level)}{{background:{colour};"
-                         f"color:{text_colour(colour)}}}")
+                         f"color:{text_colour_on(colour)}}}")
     lines.append(f".{NO_LEVEL_CLASS}{{background:{NO_LEVEL_COLOUR};"
-                 f"color:{text_colour(NO_LEVEL_COLOUR)}}}")
+                 f"color:{text_colour_on(NO_LEVEL_COLOUR)}}}")
     return "\n".join(lines) + "\n"
 
 

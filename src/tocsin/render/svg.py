@@ -20,6 +20,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from tocsin.domain.area import Area
 from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.text import pick
+from tocsin.render.colour import text_colour_on
 from tocsin.render.explain import level_label
 from tocsin.service.queries import World
 
@@ -59,26 +60,6 @@ def _num(value: float) -> str:
 
 
 # --- colour and contrast -----------------------------------------------------------------------
-
-def relative_luminance(colour: str) -> float:
-    """WCAG 2 relative luminance of '#RRGGBB' (0 black … 1 white)."""
-    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def contrast_ratio(a: str, b: str) -> float:
-    """WCAG 2 contrast ratio between two '#RRGGBB' colours (1 … 21)."""
-    high, low = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
-
-
-def text_colour_on(background: str) -> str:
-    """Black or white, whichever contrasts more with `background` (always at least 4.5:1)."""
-    black, white = "#000000", "#FFFFFF"
-    return black if contrast_ratio(background, black) >= contrast_ratio(background, white) \
-        else white
-
 
 def _fill(level: Level | None) -> str:
     return level.colour if level else NO_LEVEL_COLOUR
