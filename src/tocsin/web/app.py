@@ -33,9 +33,9 @@ log = logging.getLogger("tocsin.web")
 NEGOTIATED = ("/areas/", "/declarations/", "/map/", "/badge/")
 ALLOW = b"GET, HEAD, OPTIONS"
 CORS = [(b"access-control-allow-origin", b"*"),
-        (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
-        (b"access-control-allow-headers", b"If-None-Match, Last-Event-ID, Accept-Language"),
         (b"access-control-expose-headers", b"ETag, Last-Modified")]
+PREFLIGHT = [(b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+             (b"access-control-allow-headers", b"If-None-Match, Last-Event-ID, Accept-Language")]
 PAST_MAX_AGE = 86_400
 MAX_AGE = 60
 
@@ -60,7 +60,7 @@ class TocsinApp:
         path: str = scope["path"]
         if scope["method"] == "OPTIONS":  # CORS preflight: any origin may read
             await send({"type": "http.response.start", "status": 204, "headers": [
-                *CORS, (b"allow", ALLOW), (b"access-control-max-age", b"86400")]})
+                *CORS, *PREFLIGHT, (b"allow", ALLOW), (b"access-control-max-age", b"86400")]})
             await send({"type": "http.response.body", "body": b""})
             return
         if scope["method"] not in ("GET", "HEAD"):
@@ -103,7 +103,8 @@ class TocsinApp:
     def _max_age(self, query: bytes, built_at: datetime, next_change: datetime | None) -> int:
         """Seconds a cache may keep the answer: levels in the past never change (nothing is
         backdated); the present holds until the next change or for a minute."""
-        at = next((v for k, v in parse_qsl(query.decode("latin-1")) if k == "at"), None)
+        at = next((v for k, v in parse_qsl(query.decode("latin-1")) if k == "at"),
+                  None) if query else None
         if at is not None:
             try:
                 return PAST_MAX_AGE if parse_instant(at) < built_at else MAX_AGE

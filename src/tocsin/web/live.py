@@ -120,10 +120,10 @@ class Holder:
         # Serve the new world at once: what is not yet pre-rendered renders on first request.
         self.current = new
         changed = snapshots.changes(old, new)
-        snapshots.render_all(new)
         if changed:
             self.broadcaster.publish({"version": new.version, "at": new.built_at.isoformat(),
                                       "changes": changed})
+        snapshots.render_all(new)
         return new
 
     async def watch(self) -> None:

@@ -71,7 +71,10 @@ def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True
     at = now or datetime.now(UTC)
     version, written = read_version(engine)
     world = queries.load_world(engine)
-    site = Site(world, at, last_change(world, at, written))
+    # Documents describe the levels as of the last change: the same state always gives the
+    # same bytes, whenever and wherever it is rendered (live server, static mirror).
+    changed = last_change(world, at, written)
+    site = Site(world, changed, changed)
     snapshot = Snapshot(version, at, world, site, level_map(world, at), next_change(world, at))
     if prerender:
         render_all(snapshot)

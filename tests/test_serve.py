@@ -1,0 +1,97 @@
+"""`tocsin serve` as a real process (Granian) on a loopback port: pages, 304s, live events,
+and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from tests.helpers import request
+from tests.test_web import read_events
+from tests.web_server import free_port
+
+from tocsin.service import commands
+
+TOCSIN = Path(sys.executable).with_name("tocsin")
+
+
+@pytest.fixture
+def server(db_url: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "TOCSIN_DATABASE_URL": db_url}
+    process = subprocess.Popen([str(TOCSIN), "serve", "--port", str(port), "--workers", "2"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/api/v1/schemes", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = process.stdout.read() if process.stdout else ""
+            process.kill()
+            raise AssertionError(f"tocsin serve did not start:\n{output}")
+        time.sleep(0.1)
+    yield base
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    finally:
+        if process.stdout:
+            process.stdout.close()
+
+
+def test_serve_answers_pages_api_304_and_live_events(server: str, engine: Engine) -> None:
+    with httpx.Client(base_url=server) as client:
+        page = client.get("/", headers={"accept-language": "kk"})
+        assert page.status_code == 200 and '<html lang="kk"' in page.text
+        first = client.get("/api/v1/levels")
+        cached = client.get("/api/v1/levels", headers={"if-none-match": first.headers["etag"]})
+        assert cached.status_code == 304
+        assert client.get("/api/v1/areas/KZ-99").json()["error"]["code"] == "not_found"
+
+    events: list[tuple[str, str, str]] = []
+    ready = threading.Event()
+    reader = threading.Thread(target=read_events, args=(server, None, 1, events, ready))
+    reader.start()
+    assert ready.wait(10)
+    time.sleep(0.3)
+    commands.declare(engine, [request("critical", ("KZ-75",))], now=datetime.now(UTC),
+                     actor="tester")
+    reader.join(15)
+    assert events and events[0][1] == "levels" and "KZ-75" in events[0][2]
+    with httpx.Client(base_url=server) as client:
+        deadline = time.monotonic() + 10
+        while "critical" not in client.get("/api/v1/areas/KZ-75").text:
+            assert time.monotonic() < deadline, "both workers should see the change"
+            time.sleep(0.05)
+
+
+def test_serve_refuses_a_port_in_use(db_url: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([str(TOCSIN), "serve", "--port", str(port)],
+                                env={**os.environ, "TOCSIN_DATABASE_URL": db_url},
+                                capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in \
+        result.stderr
