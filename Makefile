@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 ## bench: the resolver benchmark (100,000 areas, 1,000,000 declarations)
 bench: $(STAMP)
 	$(BIN)/python bench/resolve.py
+
+## bench-serve: tocsin's server against nginx with wrk, and declare → visible (needs nginx, wrk)
+bench-serve: $(STAMP)
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -23,9 +23,6 @@ its temporary folder is removed (unless --keep):
    one's live event, so every change is measured on a server that has finished rebuilding;
 6. prints the machine, and a summary block of key=value lines.
 
-With --profile it instead runs tocsin's server under cProfile for one wrk run of --seconds on
-`/api/v1/levels` and prints where the server's main thread spends its time.
-
 Exit code 0 when the run completed (the targets are reported, not enforced), 1 when a check
 failed (different bodies, no 304, wrong answers under load, a level that never showed), 2 when
 nginx or wrk are missing or the arguments are bad.
@@ -42,7 +39,6 @@ import contextlib
 import json
 import os
 import platform
-import pstats
 import re
 import shutil
 import signal
@@ -93,8 +89,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--changes", type=int, default=30,
                         help="measured level changes per method (CLI, in-process); half are "
                              "declarations, half cancellations")
-    parser.add_argument("--profile", action="store_true",
-                        help="only profile tocsin's server under cProfile for one wrk run")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary folder (database, mirror, configs, logs)")
     args = parser.parse_args(argv)
@@ -165,7 +159,7 @@ class Machine:
     kernel: str
     nginx: str
     wrk: str
-    uvicorn: str
+    server: str
 
     def lines(self) -> list[str]:
         return [
@@ -175,7 +169,7 @@ class Machine:
             f"kernel: {self.kernel}",
             f"nginx: {self.nginx}",
             f"wrk: {self.wrk}",
-            f"uvicorn: {self.uvicorn}",
+            f"tocsin serve: {self.server}",
         ]
 
 
@@ -183,8 +177,7 @@ def machine(nginx: str, wrk: str) -> Machine:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     nginx_v = tool_version([nginx, "-v"]).removeprefix("nginx version: ")
     wrk_v = tool_version([wrk, "-v"]).split(" Copyright")[0]
-    uv = (f"{package_version('uvicorn')} (uvloop {package_version('uvloop')}, "
-          f"httptools {package_version('httptools')})")
+    uv = f"granian {package_version('granian')}"
     return Machine(cpu_model(), os.cpu_count() or 0, usable,
                    f"{platform.python_version()} ({platform.python_implementation()})",
                    f"{platform.system()} {platform.release()} {platform.machine()}",
@@ -352,25 +345,6 @@ def nginx_config(folder: Path, mirror: Path, port: int) -> Path:
 # --- checking both servers --------------------------------------------------------------------
 
 
-ISO_INSTANT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
-
-
-def snapshot_instant(levels_json: bytes) -> str:
-    at = json.loads(levels_json).get("at")
-    if not isinstance(at, str) or not re.fullmatch(ISO_INSTANT, at):
-        raise BenchFailure(f"/api/v1/levels has no snapshot instant 'at': {at!r}")
-    return at
-
-
-def masked(body: bytes, instant: str) -> bytes:
-    """The body with its snapshot instant (ISO text, and the text of <time> elements carrying
-    it) replaced by a placeholder."""
-    iso = re.escape(instant.encode())
-    body = re.sub(rb'<time datetime="' + iso + rb'">[^<]*</time>',
-                  b'<time datetime="AT">AT</time>', body)
-    return re.sub(iso, b"AT", body)
-
-
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -378,15 +352,8 @@ class Target:
     etags: dict[str, str]
 
 
-def check_same_bodies(client: httpx.Client, tocsin: str, nginx: str, database_url: str,
-                      exact: Path) -> tuple[str, dict[str, int]]:
-    """Both servers send the same body for every path; returns a verdict and body sizes.
-
-    Documents carry the instant their snapshot was built ('at' in the API, "As of" on pages).
-    The mirror and the server build theirs at different instants, so the bodies may differ
-    there and only there; `exact` is a mirror written at the server's own instant, which must
-    match the server byte for byte.
-    """
+def check_same_bodies(client: httpx.Client, tocsin: str, nginx: str) -> dict[str, int]:
+    """Both servers send the same bytes for every path (the mirror promise); returns sizes."""
     bodies: dict[str, dict[str, bytes]] = {}
     for name, base in (("tocsin", tocsin), ("nginx", nginx)):
         for path in PATHS:
@@ -394,39 +361,14 @@ def check_same_bodies(client: httpx.Client, tocsin: str, nginx: str, database_ur
             if response.status_code != 200:
                 raise BenchFailure(f"{name} answered {path} with {response.status_code}")
             bodies.setdefault(path, {})[name] = response.content
-    sizes = {path: len(b["tocsin"]) for path, b in bodies.items()}
-    if all(b["tocsin"] == b["nginx"] for b in bodies.values()):
-        return "byte-identical", sizes
-    at_tocsin = snapshot_instant(bodies["/api/v1/levels"]["tocsin"])
-    at_mirror = snapshot_instant(bodies["/api/v1/levels"]["nginx"])
     for path, b in bodies.items():
-        if masked(b["tocsin"], at_tocsin) != masked(b["nginx"], at_mirror):
+        if b["tocsin"] != b["nginx"]:
             for name, body in b.items():
                 (Path(tempfile.gettempdir()) / f"tocsin-bench-{name}{path.replace('/', '_')}"
                  ).write_bytes(body)
-            raise BenchFailure(f"tocsin and nginx send different bodies for {path}, beyond "
-                               f"the snapshot instant ({at_tocsin} vs {at_mirror}); both "
+            raise BenchFailure(f"tocsin and nginx send different bodies for {path}; both "
                                f"saved as {tempfile.gettempdir()}/tocsin-bench-*")
-    verdict = (f"identical but for the snapshot instant (server {at_tocsin}, mirror "
-               f"{at_mirror})")
-    from tocsin.domain.times import parse_instant
-    from tocsin.store.database import connect
-    from tocsin.web.documents import HTML, JSON, file_name
-    from tocsin.web.publish import publish
-    from tocsin.web.snapshot import build
-
-    engine = connect(database_url)
-    try:
-        publish(build(engine, parse_instant(at_tocsin)), exact)
-    finally:
-        engine.dispose()
-    for path, b in bodies.items():
-        media = JSON if path.startswith("/api/") else HTML
-        if (exact / file_name(path, media)).read_bytes() != b["tocsin"]:
-            raise BenchFailure(f"a mirror written at the server's instant {at_tocsin} "
-                               f"differs from what the server sends for {path}")
-    verdict += "; a mirror written at the server's instant is byte-identical to the server"
-    return verdict, sizes
+    return {path: len(b["tocsin"]) for path, b in bodies.items()}
 
 
 def check_not_modified(client: httpx.Client, target: Target) -> None:
@@ -817,51 +759,6 @@ def latency_line(lat: Latencies) -> str:
             f"{'':16}write+API   {ms(whole)}  (what the operator waits)")
 
 
-# --- profiling --------------------------------------------------------------------------------
-
-
-PROFILED_SERVER = """\
-import cProfile, sys
-from tocsin.cli.main import run
-sys.argv = ["tocsin", "serve", "--host", sys.argv[2], "--port", sys.argv[3], "--workers", "1"]
-profile = cProfile.Profile()
-profile.enable()
-try:
-    run()
-except SystemExit:
-    pass
-finally:
-    profile.disable()
-    profile.dump_stats(OUT)
-"""
-
-
-def profile_server(args: argparse.Namespace, prepared: Prepared, wrk: str,
-                   processes: Processes) -> None:
-    port = free_port()
-    stats = prepared.folder / "server.prof"
-    script = prepared.folder / "profiled_server.py"
-    script.write_text(PROFILED_SERVER.replace("OUT", repr(str(stats))), encoding="utf-8")
-    log = prepared.folder / "tocsin-profiled.log"
-    child = processes.start("tocsin serve (cProfile)",
-                            [sys.executable, str(script), "serve", HOST, str(port)],
-                            log=log, env=prepared.env, stop_signal=signal.SIGINT)
-    base = f"http://{HOST}:{port}"
-    with httpx.Client(timeout=10) as client:
-        wait_ready(client, base + PATHS[0], child, log, "tocsin serve (cProfile)")
-    path = PATHS[0]
-    print(f"profiling tocsin's server: wrk -t{args.threads} -c{args.connections} "
-          f"-d{args.seconds}s {path} (cProfile slows the server down several times)")
-    result = run_wrk(wrk, args, base + path, None)
-    print(f"  under cProfile: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms")
-    processes.stop(child)
-    if not stats.exists():
-        raise BenchFailure(f"the profiled server wrote no profile; log:\n{tail(log)}")
-    for order in ("tottime", "cumulative"):
-        print(f"\n--- top functions by {order} (server main thread) ---")
-        pstats.Stats(str(stats)).strip_dirs().sort_stats(order).print_stats(22)
-
-
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -905,9 +802,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with terminated_as_exit():
             tocsin = tocsin_command()
             prepared = prepare(folder, tocsin)
-            if args.profile:
-                profile_server(args, prepared, wrk, processes)
-                return 0
             summary = run(args, prepared, tocsin, nginx, wrk, processes, info)
     except BenchFailure as failure:
         print(f"\nFAILED: {failure}", file=sys.stderr)
@@ -953,10 +847,8 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
         wait_ready(client, targets[1].base + PATHS[0], web, nginx_log, "nginx")
         print(f"tocsin serve on {targets[0].base} (pid {server.pid}), nginx on "
               f"{targets[1].base} (pid {web.pid})")
-        same, sizes = check_same_bodies(client, targets[0].base, targets[1].base,
-                                        prepared.database_url,
-                                        folder / "mirror-at-server-instant")
-        print(f"bodies of {', '.join(PATHS)}: {same}")
+        sizes = check_same_bodies(client, targets[0].base, targets[1].base)
+        print(f"bodies of {', '.join(PATHS)}: byte-identical")
         for target in targets:
             check_not_modified(client, target)
             print(f"{target.name} answers If-None-Match with 304: " + ", ".join(
@@ -1002,10 +894,10 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
         print(line)
     summary = {
         "cpu": info.cpu, "cores": str(info.cores), "python": info.python,
-        "nginx": info.nginx, "wrk": info.wrk, "uvicorn": info.uvicorn,
+        "nginx": info.nginx, "wrk": info.wrk, "server": info.server,
         "wrk_threads": str(args.threads), "wrk_connections": str(args.connections),
         "wrk_seconds": str(args.seconds), "rounds": str(args.rounds),
-        "bodies": "identical" if same == "byte-identical" else "identical_but_instant",
+        "bodies": "byte-identical",
     }
     for row in rows:
         key = f"{row.path.strip('/').replace('/', '_') or 'root'}_{row.kind}"
