@@ -46,7 +46,7 @@ UI: dict[str, dict[str, str]] = {
         "nav_history": "History",
         "banner": "Levels as of {time}",
         "see_current": "see the current levels",
-        "as_of": "As of {time}",
+        "as_of": "Last change: {time}",
         "overview_title": "Threat levels by area",
         "map_alt": "Map: {scheme} by area. The list below names every area's level.",
         "no_level": "No level",
@@ -121,7 +121,7 @@ UI: dict[str, dict[str, str]] = {
         "nav_history": "История",
         "banner": "Уровни по состоянию на {time}",
         "see_current": "смотреть текущие уровни",
-        "as_of": "По состоянию на {time}",
+        "as_of": "Последнее изменение: {time}",
         "overview_title": "Уровни угрозы по территориям",
         "map_alt": "Карта: {scheme} по территориям. Уровень каждой территории указан в "
                    "списке ниже.",
@@ -198,7 +198,7 @@ UI: dict[str, dict[str, str]] = {
         "nav_history": "Тарих",
         "banner": "{time} жағдай бойынша деңгейлер",
         "see_current": "ағымдағы деңгейлерді қарау",
-        "as_of": "{time} жағдай бойынша",
+        "as_of": "Соңғы өзгеріс: {time}",
         "overview_title": "Аумақтар бойынша қауіп деңгейлері",
         "map_alt": "Карта: аумақтар бойынша {scheme}. Әр аумақтың деңгейі төмендегі тізімде "
                    "берілген.",

@@ -87,7 +87,7 @@ class Frame:
     banner: When | None
     current: str
     """The same page without ?at=, for the time-travel banner."""
-    as_of: When
+    as_of: When | None
     live: bool
     json: str | None
 
@@ -146,7 +146,9 @@ def _frame(ctx: PageContext, title: str, path_of: Callable[[str], str], timezone
         history=urls.history(ctx.lang) + _query(ctx),
         banner=_when(ctx.at, timezone, ctx.lang) if ctx.time_travel else None,
         current=path_of(ctx.lang) + _query(ctx, params, keep_at=False),
-        as_of=_when(ctx.at, timezone, ctx.lang), live=live and not ctx.time_travel, json=json)
+        # Snapshots render as of the last change; time travel has its banner instead.
+        as_of=None if ctx.time_travel else _when(ctx.at, timezone, ctx.lang),
+        live=live and not ctx.time_travel, json=json)
 
 
 def _name(world: World, code: str, lang: str) -> str:
