@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def check_current(engine: Engine) -> None:
     """Refuse to work on a database that is missing or behind the code's migrations."""
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-        head = ScriptDirectory.from_config(_alembic_config(connection)).get_current_head()
+    head = code_head()
     if current is None:
         raise Conflict(
             f"the database at {engine.url.render_as_string(hide_password=True)} is not set up",
@@ -81,6 +82,14 @@ def check_current(engine: Engine) -> None:
             f"the database is at migration {current}, this tocsin needs {head}",
             "run 'tocsin init' to upgrade it",
         )
+
+
+@cache
+def code_head() -> str | None:
+    """The newest migration this code knows (read from the package once per process)."""
+    config = Config()
+    config.set_main_option("script_location", str(files("tocsin.store") / "migrations"))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 @contextmanager

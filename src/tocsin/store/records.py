@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -24,8 +26,14 @@ def load_scheme_documents(conn: Connection) -> dict[str, dict[str, Any]]:
 
 def load_schemes(conn: Connection) -> dict[str, Scheme]:
     """Every stored scheme, parsed by the same parser as scheme files."""
-    return {key: parse_scheme(doc, f"stored scheme {key!r}")
+    return {key: _parsed(key, json.dumps(doc, sort_keys=True))
             for key, doc in load_scheme_documents(conn).items()}
+
+
+@lru_cache(maxsize=64)
+def _parsed(key: str, document: str) -> Scheme:
+    """Schemes change rarely and snapshots are rebuilt often: parse each version once."""
+    return parse_scheme(json.loads(document), f"stored scheme {key!r}")
 
 
 # --- areas -----------------------------------------------------------------------------------

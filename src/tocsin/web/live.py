@@ -21,10 +21,11 @@ from tocsin.web import snapshot as snapshots
 from tocsin.web.snapshot import Snapshot
 
 log = logging.getLogger("tocsin.web")
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.005
 """How often SQLite's version counter is read: a one-row primary-key read."""
 LISTEN_POLL_SECONDS = 1.0
 """On PostgreSQL, NOTIFY wakes the watcher at once; the counter is still read this often."""
+PRERENDER_PAUSE = 0.001
 KEEP_EVENTS = 1000
 HEARTBEAT_SECONDS = 15.0
 
@@ -112,19 +113,38 @@ class Holder:
         self._task: asyncio.Task[None] | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._rebuilding = False
 
     def refresh(self) -> Snapshot:
-        """Build a new snapshot now and swap it in; announce level changes."""
+        """Build a new snapshot now and swap it in; announce level changes.
+
+        The new world is served at once: a document not yet pre-rendered renders on its
+        first request, and `prerender` fills in the rest afterwards.
+        """
         old = self.current
-        new = snapshots.build(self.engine, prerender=False)
-        # Serve the new world at once: what is not yet pre-rendered renders on first request.
+        self._rebuilding = True  # pre-rendering of the old snapshot stops now
+        try:
+            new = snapshots.build(self.engine, prerender=False)
+        finally:
+            self._rebuilding = False
         self.current = new
         changed = snapshots.changes(old, new)
         if changed:
             self.broadcaster.publish({"version": new.version, "at": new.built_at.isoformat(),
                                       "changes": changed})
-        snapshots.render_all(new)
         return new
+
+    def prerender(self, snapshot: Snapshot) -> None:
+        """Render every document of `snapshot`; stop early once a newer one has taken over.
+
+        Runs behind the requests: it pauses between documents so that requests (and the
+        next rebuild) never queue behind it for the interpreter.
+        """
+        for path in snapshot.site.paths():
+            if self.current is not snapshot or self._rebuilding:
+                return
+            snapshot.site.render(path)
+            time.sleep(PRERENDER_PAUSE)
 
     async def watch(self) -> None:
         """Rebuild when the store's version moves or when a level starts or ends."""
@@ -149,7 +169,9 @@ class Holder:
                                                         self.engine)
                 due = self.current.next_change
                 if version != self.current.version or (due and datetime.now(UTC) >= due):
-                    await loop.run_in_executor(None, self.refresh)
+                    new = await loop.run_in_executor(None, self.refresh)
+                    # Not awaited: the watcher keeps watching while documents render.
+                    loop.run_in_executor(None, self.prerender, new)
             except Exception:  # keep serving the last good snapshot
                 log.exception("could not rebuild the snapshot; serving the previous one")
                 await asyncio.sleep(1.0)
