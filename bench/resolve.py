@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from machine import cpu_model
 from tocsin.domain.area import Area, AreaKind, AreaTree
 from tocsin.domain.declaration import Cancellation, Declaration, Statement, Status
 from tocsin.domain.resolve import Effective, SchemeHistory, effective_level, effective_levels
@@ -239,18 +240,6 @@ def peak_rss_mib() -> float:
     """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, B on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), as platform.processor() is often empty."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "model unknown"
 
 
 def summary(times: list[float]) -> str:

@@ -57,6 +57,8 @@ from types import FrameType
 
 import httpx
 
+from machine import cpu_model
+
 HOST = "127.0.0.1"
 PATHS = ("/api/v1/levels", "/", "/en/areas/KZ-75")
 AREA = "KZ-71"
@@ -120,17 +122,6 @@ def tocsin_command() -> list[str]:
         raise BenchFailure("the tocsin command is not installed; run 'make demo' once, then "
                            "run this script with .venv/bin/python")
     return [found]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def tool_version(command: list[str]) -> str:
