@@ -255,6 +255,9 @@ def test_publish_refuses_a_folder_it_did_not_write(engine: Engine, tmp_path: Pat
     with pytest.raises(InvalidInput, match="is not a tocsin mirror"):
         publish(build(engine), tmp_path)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+    a_file = tmp_path / "precious.txt"
+    with pytest.raises(InvalidInput, match="is a file, not a folder"):
+        publish(build(engine), a_file)
     target = tmp_path / "site"
     publish(build(engine), target)
     publish(build(engine), target)  # replacing an earlier mirror is fine

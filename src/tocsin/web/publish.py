@@ -30,6 +30,16 @@ def publish(snapshot: Snapshot, folder: Path) -> Published:
     Refuses a folder that holds anything but an earlier mirror, so nothing else is deleted.
     """
     target = folder.expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise InvalidInput(f"{target} is a file, not a folder", "give a folder for the mirror")
+    try:
+        return _write(snapshot, target)
+    except OSError as error:
+        raise InvalidInput(f"cannot write the mirror to {target}: {error.strerror}",
+                           "check the folder's permissions and free space") from None
+
+
+def _write(snapshot: Snapshot, target: Path) -> Published:
     if target.exists() and any(target.iterdir()) and not (target / MARKER).exists():
         raise InvalidInput(f"folder {target} is not empty and is not a tocsin mirror",
                            "give a new or empty folder, or one written by 'tocsin publish'")
