@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
@@ -92,5 +92,3 @@ def languages(lang: str) -> list[str]:
         raise InvalidInput("--lang is empty", "give a language such as en, ru or kk")
     return [part.strip() for part in lang.split(",") if part.strip()] + ["en"]
 
-
-Command = Callable[..., Any]

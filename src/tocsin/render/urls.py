@@ -24,30 +24,33 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def overview(lang: str) -> str:
-    return f"/{lang}/"
+def _prefix(lang: str | None) -> str:
+    """'/kk' for a language; '' for the unprefixed path that answers in the reader's language."""
+    return f"/{lang}" if lang else ""
 
 
-def area(lang: str, code: str) -> str:
-    return f"/{lang}/areas/{_seg(code)}"
+def overview(lang: str | None) -> str:
+    return f"{_prefix(lang)}/"
 
 
-def declaration(lang: str, declaration_id: str) -> str:
-    return f"/{lang}/declarations/{_seg(declaration_id)}"
+def area(lang: str | None, code: str) -> str:
+    return f"{_prefix(lang)}/areas/{_seg(code)}"
 
 
-def history(lang: str) -> str:
-    return f"/{lang}/history"
+def declaration(lang: str | None, declaration_id: str) -> str:
+    return f"{_prefix(lang)}/declarations/{_seg(declaration_id)}"
+
+
+def history(lang: str | None) -> str:
+    return f"{_prefix(lang)}/history"
 
 
 def map_svg(scheme: str, lang: str | None = None) -> str:
-    """The map; in the reader's language when `lang` is given."""
-    return f"{'/' + lang if lang else ''}/map/{_seg(scheme)}.svg"
+    return f"{_prefix(lang)}/map/{_seg(scheme)}.svg"
 
 
 def badge(scheme: str, code: str, lang: str | None = None) -> str:
-    """The embeddable badge; in the reader's language when `lang` is given."""
-    return f"{'/' + lang if lang else ''}/badge/{_seg(scheme)}/{_seg(code)}.svg"
+    return f"{_prefix(lang)}/badge/{_seg(scheme)}/{_seg(code)}.svg"
 
 
 def api_levels() -> str:

@@ -22,7 +22,7 @@ from tocsin.render.errors import error_body, status_of
 from tocsin.store.database import connect
 from tocsin.web.documents import HTML, JSON, Document, document
 from tocsin.web.live import Broadcaster, Holder
-from tocsin.web.site import negotiate
+from tocsin.web.site import negotiate, query_language
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -77,10 +77,8 @@ class TocsinApp:
         vary = is_negotiated(path)
         if vary:
             params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-            lang = next((v for k, v in params if k == "lang"), None)
-            chosen = lang if lang in urls.PAGE_LANGUAGES else (
-                urls.DEFAULT_LANGUAGE if lang is not None else
-                negotiate(headers.get(b"accept-language", b"").decode("latin-1")))
+            chosen = query_language(params) or negotiate(
+                headers.get(b"accept-language", b"").decode("latin-1"))
             path = f"/{chosen}{path}"
         doc = None if query else snapshot.site.cached(path)
         status = 200

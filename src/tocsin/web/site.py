@@ -68,17 +68,17 @@ class Site:
         world = self.world
         published = [d for d in world.declarations.values() if d.is_published]
         schemes = world.used_schemes()
-        for prefix in ("", *(f"/{lang}" for lang in urls.PAGE_LANGUAGES)):
-            yield prefix + "/"
-            yield prefix + "/history"
+        for lang in (None, *urls.PAGE_LANGUAGES):  # None: the unprefixed, default-language paths
+            yield urls.overview(lang)
+            yield urls.history(lang)
             for code in world.tree.areas:
-                yield prefix + urls.area("x", code)[2:]
+                yield urls.area(lang, code)
             for d in published:
-                yield prefix + urls.declaration("x", d.id)[2:]
+                yield urls.declaration(lang, d.id)
             for scheme in schemes:
-                yield prefix + urls.map_svg(scheme)
+                yield urls.map_svg(scheme, lang)
                 for code in world.tree.areas:
-                    yield prefix + urls.badge(scheme, code)
+                    yield urls.badge(scheme, code, lang)
         yield urls.api_levels()
         yield urls.api_schemes()
         yield urls.api_declarations()
@@ -123,7 +123,7 @@ class Site:
         lang: str | None = None
         if segments and segments[0] in urls.PAGE_LANGUAGES:
             lang, segments = segments[0], segments[1:]
-        lang = _query_language(params) or lang or urls.DEFAULT_LANGUAGE
+        lang = query_language(params) or lang or urls.DEFAULT_LANGUAGE
         params = [(k, v) for k, v in params if k != "lang"]
         return self._page(path, segments, params, lang)
 
@@ -206,7 +206,7 @@ class Site:
                        f"see {urls.OPENAPI}")
 
 
-def _query_language(params: Params) -> str | None:
+def query_language(params: Params) -> str | None:
     """?lang= when it names a page language; an unknown one falls back to the default."""
     for key, value in params:
         if key == "lang":

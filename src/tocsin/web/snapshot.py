@@ -7,7 +7,7 @@ they never touch the database and never wait for a rebuild.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -33,7 +33,6 @@ class Snapshot:
     levels: LevelMap
     next_change: datetime | None
     """When some level next starts or ends without anyone writing; rebuild then."""
-    rendered: int = field(default=0)
 
 
 def level_map(world: World, at: datetime) -> LevelMap:
