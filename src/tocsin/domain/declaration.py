@@ -22,7 +22,10 @@ HEADLINE_MAX = 160
 
 class Status(StrEnum):
     DRAFT = "draft"
+    PENDING = "pending"
+    """Submitted; waits for a second person's approval."""
     PUBLISHED = "published"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,22 @@ class Statement:
 
 @dataclass(frozen=True, slots=True)
 class Cancellation:
+    at: datetime
+    reason: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    at: datetime
+    reason: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """A cancellation that waits for a second person's approval."""
+
     at: datetime
     reason: str
     by: str
@@ -79,6 +98,13 @@ class Declaration:
     published_at: datetime | None = None
     published_by: str | None = None
     cancellation: Cancellation | None = None
+    revision: int = 1
+    """Counts the author's edits, so an approval names the exact text it approves."""
+    submitted_at: datetime | None = None
+    break_glass: str | None = None
+    """The reason given when it was published without a second person."""
+    rejection: Rejection | None = None
+    cancel_request: CancelRequest | None = None
 
     @property
     def is_published(self) -> bool:
@@ -251,6 +277,38 @@ def published(draft: Declaration, *, now: datetime, actor: str) -> Declaration:
         published_at=now,
         published_by=actor,
     )
+
+
+def submitted(draft: Declaration, *, now: datetime) -> Declaration:
+    """The draft, waiting for approval."""
+    if draft.status is not Status.DRAFT:
+        raise Conflict(f"declaration {draft.id!r} is {draft.status}, not a draft",
+                       "only drafts can be submitted")
+    return replace(draft, status=Status.PENDING, submitted_at=now)
+
+
+def rejected(declaration: Declaration, *, reason: str, now: datetime, actor: str) -> Declaration:
+    """A pending declaration, turned down with a reason; it never publishes."""
+    if not reason.strip():
+        raise InvalidInput("rejection reason is empty", "say why, so the author can act on it")
+    if declaration.status is not Status.PENDING:
+        raise Conflict(f"declaration {declaration.id!r} is {declaration.status}, not pending",
+                       "only declarations waiting for approval can be rejected")
+    return replace(declaration, status=Status.REJECTED,
+                   rejection=Rejection(at=now, reason=reason.strip(), by=actor))
+
+
+def edited(declaration: Declaration, request: DeclarationRequest, *, scheme: Scheme,
+           tree: AreaTree, now: datetime) -> Declaration:
+    """A draft or pending declaration with the author's new text; a new revision."""
+    if declaration.status not in (Status.DRAFT, Status.PENDING):
+        raise Conflict(f"declaration {declaration.id!r} is {declaration.status}",
+                       "published and rejected declarations never change; declare a new one")
+    check_request(request, scheme=scheme, tree=tree, now=now, publish=False)
+    return replace(declaration, scheme=request.scheme, level=request.level,
+                   areas=request.areas, texts=dict(request.texts), sender=request.sender,
+                   effective=request.effective, expires=request.expires,
+                   replaces=request.replaces, revision=declaration.revision + 1)
 
 
 def request_of(draft: Declaration) -> DeclarationRequest:

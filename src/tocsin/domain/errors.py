@@ -31,6 +31,22 @@ class Conflict(TocsinError):
     """The request is well-formed but the current state does not allow it."""
 
 
+class Unauthenticated(TocsinError):
+    """The request names no one, or credentials that do not hold."""
+
+
+class Forbidden(TocsinError):
+    """The one asking lacks the right, or the areas are outside their jurisdiction."""
+
+
+class RateLimited(TocsinError):
+    """Too many attempts; try again after `retry_after` seconds."""
+
+    def __init__(self, problem: str, fix: str | None = None, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(problem, fix)
+
+
 def unknown(kind: str, value: str, known: Iterable[str], hint: str) -> NotFound:
     """Build a NotFound that suggests close matches among `known`."""
     candidates = list(known)

@@ -19,6 +19,18 @@ class CapMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalRule:
+    """A scheme's two-person rule."""
+
+    from_level: str | None = None
+    """Declarations at or above this level need a second person; None: none do."""
+    lowering: bool = False
+    """Whether a declaration that lowers what it replaces needs approval too."""
+    cancelling: bool = False
+    """Whether cancelling a declaration that needed approval needs approval too."""
+
+
+@dataclass(frozen=True, slots=True)
 class Level:
     key: str
     rank: int
@@ -47,6 +59,7 @@ class Scheme:
     expiry_required: bool = False
     max_term: timedelta | None = None
     source: str | None = None
+    approval: ApprovalRule = ApprovalRule()
     _by_key: dict[str, Level] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from tocsin.domain.cap import Category, Certainty, Severity, Urgency
 from tocsin.domain.errors import InvalidInput
-from tocsin.domain.scheme import CapMapping, Level, Scheme
+from tocsin.domain.scheme import ApprovalRule, CapMapping, Level, Scheme
 from tocsin.domain.times import parse_duration
 from tocsin.ingest.document import Document, check_language
 
@@ -40,7 +40,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 def parse_scheme(document: Mapping[str, Any], source: str) -> Scheme:
     """A validated Scheme from a scheme document; InvalidInput names source, key and problem."""
     root = Document(document, source)
-    root.reject_unknown({"scheme", "levels"})
+    root.reject_unknown({"scheme", "levels", "approval"})
     head = root.table("scheme")
     head.reject_unknown(SCHEME_KEYS)
     key = head.text("key")
@@ -66,6 +66,7 @@ def parse_scheme(document: Mapping[str, Any], source: str) -> Scheme:
         max_term = parse_duration(max_term_text, "max_term") if max_term_text else None
     except InvalidInput as error:
         head.fail("max_term", error.problem, error.fix)
+    approval = _approval(root, levels, baseline)
     return Scheme(
         key=key,
         name=head.localized("name", languages),
@@ -79,7 +80,24 @@ def parse_scheme(document: Mapping[str, Any], source: str) -> Scheme:
         expiry_required=head.boolean("expiry_required", False),
         max_term=max_term,
         source=head.optional_text("source"),
+        approval=approval,
     )
+
+
+def _approval(root: Document, levels: tuple[Level, ...], baseline: str | None) -> ApprovalRule:
+    """The two-person rule; without an [approval] table every level but the baseline needs it."""
+    keys = [level.key for level in levels]
+    if "approval" not in root.data:
+        above = [key for key in keys if key != baseline]
+        return ApprovalRule(from_level=above[0] if above else None)
+    table = root.table("approval")
+    table.reject_unknown({"from", "lowering", "cancelling"})
+    start = table.optional_text("from")
+    if start and start not in keys:
+        table.fail("from", f"{start!r} is not one of the levels",
+                   f"use one of {', '.join(keys)}, or \"\" when no level needs approval")
+    return ApprovalRule(from_level=start or None, lowering=table.boolean("lowering", False),
+                        cancelling=table.boolean("cancelling", False))
 
 
 def _level(item: Document, languages: tuple[str, ...]) -> Level:

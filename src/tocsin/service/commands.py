@@ -145,10 +145,10 @@ def declare(
         made: list[Declaration] = []
         for i, request in enumerate(requests):
             with _numbered(i, len(requests)):
-                scheme = _scheme(schemes, request.scheme)
+                scheme = scheme_of(schemes, request.scheme)
                 # Declarations of this same change may replace the same earlier one.
                 siblings = {d.id for d in made}
-                known = {k: v for k, v in _known(unit, request.replaces).items()
+                known = {k: v for k, v in known_declarations(unit, request.replaces).items()
                          if k not in siblings}
                 new_id = new_declaration_id(now)
                 while records.declaration_exists(unit.conn, new_id):
@@ -156,7 +156,7 @@ def declare(
                 declaration = publish_as(request, id=new_id, scheme=scheme, tree=tree,
                                          known=known, now=now, actor=actor, publish=publish)
             records.insert_declaration(unit.conn, declaration)
-            _record(unit, declaration, tree)
+            record_declaration(unit, declaration, tree)
             made.append(declaration)
         return made
 
@@ -177,12 +177,12 @@ def publish(engine: Engine, ids: Sequence[str], *, now: datetime, actor: str) ->
                 if draft.status is not Status.DRAFT:
                     raise Conflict(f"declaration {draft_id!r} is already {draft.status}")
                 checked = publish_as(request_of(draft), id=draft.id,
-                                     scheme=_scheme(schemes, draft.scheme), tree=tree,
-                                     known=_known(unit, draft.replaces), now=now, actor=actor,
-                                     publish=True)
+                                     scheme=scheme_of(schemes, draft.scheme), tree=tree,
+                                     known=known_declarations(unit, draft.replaces), now=now,
+                                     actor=actor, publish=True)
             declaration = replace(checked, created_at=draft.created_at, created_by=draft.created_by)
             records.mark_published(unit.conn, declaration)
-            _record(unit, declaration, tree)
+            record_declaration(unit, declaration, tree)
             done.append(declaration)
         return done
 
@@ -210,13 +210,13 @@ def cancel(engine: Engine, declaration_id: str, *, reason: str, now: datetime,
         return result
 
 
-def _scheme(schemes: dict[str, Scheme], key: str) -> Scheme:
+def scheme_of(schemes: dict[str, Scheme], key: str) -> Scheme:
     if key not in schemes:
         raise unknown("scheme", key, schemes, SCHEMES_HINT)
     return schemes[key]
 
 
-def _known(unit: Change, ids: Sequence[str]) -> dict[str, Declaration]:
+def known_declarations(unit: Change, ids: Sequence[str]) -> dict[str, Declaration]:
     """The declarations `ids` and every declaration already replacing one of them."""
     if not ids:
         return {}
@@ -225,7 +225,7 @@ def _known(unit: Change, ids: Sequence[str]) -> dict[str, Declaration]:
     return known
 
 
-def _record(unit: Change, d: Declaration, tree: AreaTree) -> None:
+def record_declaration(unit: Change, d: Declaration, tree: AreaTree) -> None:
     action = "declaration.published" if d.is_published else "declaration.drafted"
     details: dict[str, Any] = {
         "scheme": d.scheme,
@@ -237,6 +237,10 @@ def _record(unit: Change, d: Declaration, tree: AreaTree) -> None:
         "sender": d.sender,
         "texts": {lang: s.as_dict() for lang, s in d.texts.items()},
     }
+    if d.break_glass is not None:
+        details["break_glass"] = d.break_glass
+    if d.published_by is not None and d.published_by != d.created_by:
+        details["author"] = d.created_by
     unit.audit(action, d.id, details)
     if d.is_published:
         unit.emit("declaration.published", {

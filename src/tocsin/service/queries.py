@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from tocsin.domain.area import Area, AreaTree
 from tocsin.domain.audit import AuditEntry, Verdict, verify
-from tocsin.domain.declaration import Declaration
+from tocsin.domain.declaration import Declaration, Status
 from tocsin.domain.errors import unknown
 from tocsin.domain.resolve import (
     Effective,
@@ -90,11 +90,13 @@ class World:
                       if d.is_published and declaration_id in d.replaces)
 
 
-def load_world(engine: Engine) -> World:
+def load_world(engine: Engine, *, published_only: bool = False) -> World:
+    """The world; the public side sees published declarations only."""
     check_current(engine)
+    statuses = [Status.PUBLISHED] if published_only else None
     with reading(engine) as conn:
         return World(records.load_tree(conn), records.load_schemes(conn),
-                     records.load_declarations(conn))
+                     records.load_declarations(conn, statuses=statuses))
 
 
 def load_scheme(engine: Engine, key: str) -> Scheme:

@@ -7,11 +7,18 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from tocsin.domain.area import Area, AreaKind, AreaTree
 from tocsin.domain.audit import AuditEntry
-from tocsin.domain.declaration import Cancellation, Declaration, Statement, Status
+from tocsin.domain.declaration import (
+    Cancellation,
+    CancelRequest,
+    Declaration,
+    Rejection,
+    Statement,
+    Status,
+)
 from tocsin.domain.scheme import Scheme
 from tocsin.ingest.schemes import parse_scheme
 from tocsin.store import tables as t
@@ -87,10 +94,12 @@ def save_areas(conn: Connection, tree: AreaTree, changed: Iterable[Area]) -> Non
 
 def load_declarations(
     conn: Connection, *, ids: Sequence[str] | None = None, scheme: str | None = None,
-    area_codes: Sequence[str] | None = None,
+    area_codes: Sequence[str] | None = None, statuses: Sequence[Status] | None = None,
 ) -> dict[str, Declaration]:
-    """Declarations by id, optionally only those with the given ids, scheme or naming areas."""
+    """Declarations by id, optionally only those with the given ids, scheme, areas or status."""
     query = select(t.declarations)
+    if statuses is not None:
+        query = query.where(t.declarations.c.status.in_([s.value for s in statuses]))
     if ids is not None:
         query = query.where(t.declarations.c.id.in_(list(ids)))
     if scheme is not None:
@@ -106,6 +115,7 @@ def load_declarations(
     areas: dict[str, list[str]] = {}
     replaces: dict[str, list[str]] = {}
     cancels: dict[str, Cancellation] = {}
+    asked: dict[str, CancelRequest] = {}
     for chunk in _chunks(wanted, 10_000):
         for row in conn.execute(select(t.declaration_areas).where(
                 t.declaration_areas.c.declaration_id.in_(chunk))
@@ -118,6 +128,9 @@ def load_declarations(
         for row in conn.execute(select(t.cancellations).where(
                 t.cancellations.c.declaration_id.in_(chunk))):
             cancels[row.declaration_id] = Cancellation(row.at, row.reason, row.actor)
+        for row in conn.execute(select(t.cancel_requests).where(
+                t.cancel_requests.c.declaration_id.in_(chunk))):
+            asked[row.declaration_id] = CancelRequest(row.at, row.reason, row.actor)
     return {
         row.id: Declaration(
             id=row.id,
@@ -135,6 +148,12 @@ def load_declarations(
             published_at=row.published_at,
             published_by=row.published_by,
             cancellation=cancels.get(row.id),
+            revision=row.revision,
+            submitted_at=row.submitted_at,
+            break_glass=row.break_glass,
+            rejection=(Rejection(row.rejected_at, row.rejected_reason or "", row.rejected_by or "")
+                       if row.rejected_at is not None else None),
+            cancel_request=asked.get(row.id),
         )
         for row in rows
     }
@@ -154,7 +173,12 @@ def insert_declaration(conn: Connection, d: Declaration) -> None:
         texts={lang: s.as_dict() for lang, s in d.texts.items()},
         sender=d.sender, created_at=d.created_at, created_by=d.created_by,
         published_at=d.published_at, published_by=d.published_by,
+        revision=d.revision, submitted_at=d.submitted_at, break_glass=d.break_glass,
     ))
+    _insert_links(conn, d)
+
+
+def _insert_links(conn: Connection, d: Declaration) -> None:
     if d.areas:
         conn.execute(insert(t.declaration_areas), [
             {"declaration_id": d.id, "area_code": code, "position": i}
@@ -165,12 +189,45 @@ def insert_declaration(conn: Connection, d: Declaration) -> None:
             for i, old in enumerate(d.replaces)])
 
 
+UNPUBLISHED = (Status.DRAFT.value, Status.PENDING.value)
+
+
 def mark_published(conn: Connection, d: Declaration) -> None:
-    """Record a draft's publication: the only change a declaration row ever gets."""
+    """Record a draft's or pending declaration's publication; after it the row never changes."""
     conn.execute(update(t.declarations)
-                 .where(t.declarations.c.id == d.id, t.declarations.c.status == Status.DRAFT.value)
+                 .where(t.declarations.c.id == d.id, t.declarations.c.status.in_(UNPUBLISHED))
                  .values(status=d.status.value, effective_at=d.effective,
-                         published_at=d.published_at, published_by=d.published_by))
+                         published_at=d.published_at, published_by=d.published_by,
+                         break_glass=d.break_glass))
+
+
+def update_unpublished(conn: Connection, d: Declaration) -> None:
+    """Store a draft's or pending declaration's new state (edit, submission, rejection)."""
+    rejection = d.rejection
+    result = conn.execute(
+        update(t.declarations)
+        .where(t.declarations.c.id == d.id, t.declarations.c.status.in_(UNPUBLISHED))
+        .values(scheme=d.scheme, level=d.level, status=d.status.value,
+                effective_at=d.effective, expires_at=d.expires,
+                texts={lang: s.as_dict() for lang, s in d.texts.items()}, sender=d.sender,
+                revision=d.revision, submitted_at=d.submitted_at,
+                rejected_at=rejection.at if rejection else None,
+                rejected_by=rejection.by if rejection else None,
+                rejected_reason=rejection.reason if rejection else None))
+    assert result.rowcount == 1, f"declaration {d.id} is no longer unpublished"
+    for table in (t.declaration_areas, t.declaration_replaces):
+        conn.execute(delete(table).where(table.c.declaration_id == d.id))
+    _insert_links(conn, d)
+
+
+def insert_cancel_request(conn: Connection, declaration_id: str, c: CancelRequest) -> None:
+    conn.execute(insert(t.cancel_requests).values(
+        declaration_id=declaration_id, at=c.at, reason=c.reason, actor=c.by))
+
+
+def delete_cancel_request(conn: Connection, declaration_id: str) -> None:
+    conn.execute(delete(t.cancel_requests).where(
+        t.cancel_requests.c.declaration_id == declaration_id))
 
 
 def insert_cancellation(conn: Connection, declaration_id: str, c: Cancellation) -> None:

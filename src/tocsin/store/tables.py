@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -113,6 +114,12 @@ declarations = Table(
     Column("created_by", Text, nullable=False),
     Column("published_at", UTCDateTime, nullable=True),
     Column("published_by", Text, nullable=True),
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("submitted_at", UTCDateTime, nullable=True),
+    Column("break_glass", Text, nullable=True),
+    Column("rejected_at", UTCDateTime, nullable=True),
+    Column("rejected_by", Text, nullable=True),
+    Column("rejected_reason", Text, nullable=True),
     Index("ix_declarations_scheme_status", "scheme", "status"),
 )
 
@@ -139,6 +146,53 @@ cancellations = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("reason", Text, nullable=False),
     Column("actor", Text, nullable=False),
+)
+
+cancel_requests = Table(
+    "cancel_requests",
+    metadata,
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("jurisdiction", JSON, nullable=False),
+    Column("break_glass", Boolean, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", UTCDateTime, nullable=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_name", String(64), ForeignKey("users.name"), nullable=False, index=True),
+    Column("label", Text, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(64), ForeignKey("users.name"), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 audit_log = Table(

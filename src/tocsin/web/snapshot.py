@@ -69,7 +69,7 @@ def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True
     """A snapshot of the store as of `now` (default: the clock), its documents rendered."""
     at = now or datetime.now(UTC)
     version, written = read_version(engine)
-    world = queries.load_world(engine)
+    world = queries.load_world(engine, published_only=True)
     # Documents describe the levels as of the last change: the same state always gives the
     # same bytes, whenever and wherever it is rendered (live server, static mirror).
     changed = last_change(world, at, written)

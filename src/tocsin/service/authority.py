@@ -1,0 +1,329 @@
+"""Declaring as a signed-in person: drafts, the two-person rule, break-glass, approval.
+
+The same functions serve the JSON API and the console; the local CLI uses commands.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from tocsin.domain import access
+from tocsin.domain.access import Principal, Scope
+from tocsin.domain.area import AreaTree
+from tocsin.domain.declaration import (
+    CancelRequest,
+    Declaration,
+    DeclarationRequest,
+    Status,
+    cancelled,
+    edited,
+    end_of,
+    publish_as,
+    published,
+    rejected,
+    request_of,
+    submitted,
+)
+from tocsin.domain.errors import Conflict, InvalidInput, unknown
+from tocsin.domain.scheme import Scheme
+from tocsin.domain.times import iso
+from tocsin.service.change import Change, change
+from tocsin.service.commands import (
+    known_declarations,
+    new_declaration_id,
+    record_declaration,
+    scheme_of,
+)
+from tocsin.store import records
+from tocsin.store.database import check_current, reading
+
+
+@dataclass(frozen=True)
+class Outcome:
+    declaration: Declaration
+    needs_approval: bool
+    """True when the declaration (or its cancellation) now waits for a second person."""
+
+
+def _load(unit: Change, declaration_id: str) -> Declaration:
+    found = records.load_declarations(unit.conn, ids=[declaration_id])
+    if declaration_id not in found:
+        raise unknown("declaration", declaration_id, (), "see the console's list")
+    return found[declaration_id]
+
+
+def _replaced(unit: Change, d: Declaration) -> list[Declaration]:
+    return list(records.load_declarations(unit.conn, ids=list(d.replaces)).values())
+
+
+def _check_areas(principal: Principal, tree: AreaTree, d: Declaration,
+                 replaced: list[Declaration]) -> None:
+    """The issuer's jurisdiction must hold the new areas and every area it takes over from."""
+    access.may_draft(principal, tree, [*d.areas, *(a for r in replaced for a in r.areas)])
+
+
+def create(engine: Engine, principal: Principal, request: DeclarationRequest, *,
+           now: datetime, submit: bool, break_glass: str | None = None) -> Outcome:
+    """Write a draft; with `submit`, publish it at once or queue it for approval."""
+    check_current(engine)
+    if break_glass is not None:
+        access.may_break_glass(principal, break_glass)
+    with change(engine, now=now, actor=principal.actor) as unit:
+        tree = records.load_tree(unit.conn)
+        scheme = scheme_of(records.load_schemes(unit.conn), request.scheme)
+        draft_id = new_declaration_id(now)
+        while records.declaration_exists(unit.conn, draft_id):
+            draft_id = new_declaration_id(now)
+        draft = publish_as(request, id=draft_id, scheme=scheme, tree=tree,
+                           known=known_declarations(unit, request.replaces), now=now,
+                           actor=principal.actor, publish=False)
+        replaced = _replaced(unit, draft)
+        _check_areas(principal, tree, draft, replaced)
+        if not submit:
+            records.insert_declaration(unit.conn, draft)
+            record_declaration(unit, draft, tree)
+            return Outcome(draft, False)
+        outcome = _submit(unit, principal, draft, scheme, tree, replaced, break_glass)
+        if outcome.declaration.status is Status.PENDING:
+            records.insert_declaration(unit.conn, outcome.declaration)
+        else:
+            records.insert_declaration(unit.conn, replace(draft, status=Status.DRAFT))
+            records.mark_published(unit.conn, outcome.declaration)
+        return outcome
+
+
+def _submit(unit: Change, principal: Principal, draft: Declaration, scheme: Scheme,
+            tree: AreaTree, replaced: list[Declaration], break_glass: str | None) -> Outcome:
+    """Publish now (no approval needed, or break-glass) or mark pending; audits either way."""
+    needed = access.needs_approval(scheme, scheme.approval, draft, replaced)
+    if needed and break_glass is None:
+        pending = submitted(draft, now=unit.now)
+        unit.audit("declaration.submitted", pending.id, {
+            "scheme": pending.scheme, "level": pending.level, "areas": list(pending.areas),
+            "revision": pending.revision, "texts": _texts(pending)})
+        return Outcome(pending, True)
+    if break_glass is not None:
+        unit.audit("declaration.break-glass", draft.id, {
+            "reason": break_glass.strip(), "approval_needed": needed})
+    result = _publish(unit, draft, scheme, tree, unit.actor,
+                      break_glass.strip() if break_glass is not None else None)
+    return Outcome(result, False)
+
+
+def _publish(unit: Change, d: Declaration, scheme: Scheme, tree: AreaTree, actor: str,
+             break_glass: str | None) -> Declaration:
+    checked = publish_as(request_of(d), id=d.id, scheme=scheme, tree=tree,
+                         known=known_declarations(unit, d.replaces), now=unit.now,
+                         actor=actor, publish=True)
+    result = replace(published(d, now=unit.now, actor=actor), effective=checked.effective,
+                     break_glass=break_glass)
+    record_declaration(unit, result, tree)
+    return result
+
+
+def _texts(d: Declaration) -> dict[str, dict[str, str]]:
+    return {lang: s.as_dict() for lang, s in d.texts.items()}
+
+
+def edit(engine: Engine, principal: Principal, declaration_id: str,
+         request: DeclarationRequest, *, now: datetime) -> Declaration:
+    """The author changes a draft or pending declaration; a pending one stays pending."""
+    check_current(engine)
+    with change(engine, now=now, actor=principal.actor) as unit:
+        current = _load(unit, declaration_id)
+        access.may_edit(principal, current)
+        tree = records.load_tree(unit.conn)
+        scheme = scheme_of(records.load_schemes(unit.conn), request.scheme)
+        changed = edited(current, request, scheme=scheme, tree=tree, now=now)
+        _check_areas(principal, tree, changed, _replaced(unit, changed))
+        records.update_unpublished(unit.conn, changed)
+        unit.audit("declaration.edited", changed.id, {
+            "scheme": changed.scheme, "level": changed.level, "areas": list(changed.areas),
+            "revision": changed.revision, "status": changed.status.value,
+            "effective": iso(changed.effective) if changed.effective else None,
+            "expires": iso(changed.expires) if changed.expires else None,
+            "texts": _texts(changed)})
+        return changed
+
+
+def submit(engine: Engine, principal: Principal, declaration_id: str, *, now: datetime,
+           break_glass: str | None = None) -> Outcome:
+    """The author sends a draft on: published at once, or waiting for approval."""
+    check_current(engine)
+    if break_glass is not None:
+        access.may_break_glass(principal, break_glass)
+    with change(engine, now=now, actor=principal.actor) as unit:
+        current = _load(unit, declaration_id)
+        access.may_edit(principal, current)
+        tree = records.load_tree(unit.conn)
+        scheme = scheme_of(records.load_schemes(unit.conn), current.scheme)
+        replaced = _replaced(unit, current)
+        _check_areas(principal, tree, current, replaced)
+        if current.status is Status.PENDING and break_glass is None:
+            raise Conflict(f"declaration {declaration_id!r} already waits for approval",
+                           "an approver decides next")
+        outcome = _submit(unit, principal, replace(current, status=Status.DRAFT), scheme, tree,
+                          replaced, break_glass)
+        if outcome.declaration.status is Status.PENDING:
+            records.update_unpublished(unit.conn, outcome.declaration)
+        else:
+            records.mark_published(unit.conn, outcome.declaration)
+        return outcome
+
+
+def approve(engine: Engine, principal: Principal, declaration_id: str, *, now: datetime,
+            revision: int | None = None) -> Declaration:
+    """A second person approves a pending declaration (it publishes) or cancellation."""
+    check_current(engine)
+    with change(engine, now=now, actor=principal.actor) as unit:
+        current = _load(unit, declaration_id)
+        tree = records.load_tree(unit.conn)
+        scheme = scheme_of(records.load_schemes(unit.conn), current.scheme)
+        if current.status is Status.PENDING:
+            access.may_approve(principal, tree, current, current.created_by)
+            if revision is not None and revision != current.revision:
+                raise Conflict(f"declaration {declaration_id!r} changed after you read it "
+                               f"(revision {current.revision}, you approved {revision})",
+                               "read it again, then decide")
+            unit.audit("declaration.approved", current.id, {
+                "author": current.created_by, "revision": current.revision})
+            result = _publish(unit, current, scheme, tree, principal.actor, None)
+            records.mark_published(unit.conn, result)
+            return result
+        if current.cancel_request is not None:
+            access.may_approve(principal, tree, current, current.cancel_request.by)
+            asked = current.cancel_request
+            unit.audit("cancellation.approved", current.id, {"asked_by": asked.by})
+            records.delete_cancel_request(unit.conn, current.id)
+            return _cancel(unit, replace(current, cancel_request=None), asked.reason)
+        raise Conflict(f"declaration {declaration_id!r} is {current.status} and has no "
+                       "cancellation waiting", "there is nothing to approve")
+
+
+def reject(engine: Engine, principal: Principal, declaration_id: str, *, reason: str,
+           now: datetime) -> Declaration:
+    """A second person turns down a pending declaration or cancellation, saying why."""
+    check_current(engine)
+    if not reason.strip():
+        raise InvalidInput("rejection reason is empty", "say why, so the author can act on it")
+    with change(engine, now=now, actor=principal.actor) as unit:
+        current = _load(unit, declaration_id)
+        tree = records.load_tree(unit.conn)
+        if current.status is Status.PENDING:
+            access.may_approve(principal, tree, current, current.created_by)
+            result = rejected(current, reason=reason, now=now, actor=principal.actor)
+            records.update_unpublished(unit.conn, result)
+            unit.audit("declaration.rejected", result.id, {
+                "author": result.created_by, "reason": reason.strip()})
+            return result
+        if current.cancel_request is not None:
+            access.may_approve(principal, tree, current, current.cancel_request.by)
+            records.delete_cancel_request(unit.conn, current.id)
+            unit.audit("cancellation.rejected", current.id, {
+                "asked_by": current.cancel_request.by, "reason": reason.strip()})
+            return replace(current, cancel_request=None)
+        raise Conflict(f"declaration {declaration_id!r} is {current.status} and has no "
+                       "cancellation waiting", "there is nothing to reject")
+
+
+def cancel(engine: Engine, principal: Principal, declaration_id: str, *, reason: str,
+           now: datetime, break_glass: str | None = None) -> Outcome:
+    """End a published declaration early, or ask a second person to when the scheme says so."""
+    check_current(engine)
+    if break_glass is not None:
+        access.may_break_glass(principal, break_glass)
+    with change(engine, now=now, actor=principal.actor) as unit:
+        current = _load(unit, declaration_id)
+        tree = records.load_tree(unit.conn)
+        scheme = scheme_of(records.load_schemes(unit.conn), current.scheme)
+        access.may_cancel(principal, tree, current)
+        replacers = [d for d in records.load_replacers(unit.conn, [current.id]).values()
+                     if d.is_published]
+        cancelled(current, reason=reason, now=now, actor=principal.actor, replacers=replacers)
+        if access.cancel_needs_approval(scheme, scheme.approval, current) and break_glass is None:
+            if current.cancel_request is not None:
+                raise Conflict(f"a cancellation of {declaration_id!r} already waits for approval",
+                               "an approver decides next")
+            asked = CancelRequest(at=now, reason=reason.strip(), by=principal.actor)
+            records.insert_cancel_request(unit.conn, current.id, asked)
+            unit.audit("cancellation.submitted", current.id, {"reason": asked.reason})
+            return Outcome(replace(current, cancel_request=asked), True)
+        if break_glass is not None:
+            unit.audit("declaration.break-glass", current.id,
+                       {"reason": break_glass.strip(), "action": "cancel"})
+        if current.cancel_request is not None:
+            records.delete_cancel_request(unit.conn, current.id)
+        return Outcome(_cancel(unit, replace(current, cancel_request=None), reason), False)
+
+
+def _cancel(unit: Change, current: Declaration, reason: str) -> Declaration:
+    replacers = [d for d in records.load_replacers(unit.conn, [current.id]).values()
+                 if d.is_published]
+    result = cancelled(current, reason=reason, now=unit.now, actor=unit.actor,
+                       replacers=replacers)
+    assert result.cancellation is not None
+    records.insert_cancellation(unit.conn, result.id, result.cancellation)
+    unit.audit("declaration.cancelled", result.id,
+               {"scheme": result.scheme, "level": result.level,
+                "at": iso(result.cancellation.at), "reason": result.cancellation.reason})
+    unit.emit("declaration.cancelled", {"id": result.id, "scheme": result.scheme,
+                                        "areas": list(result.areas),
+                                        "at": iso(result.cancellation.at)})
+    return result
+
+
+@dataclass(frozen=True)
+class Desk:
+    """What one person sees on their console: own work, work waiting for them, and the rest."""
+
+    mine: list[Declaration]
+    to_decide: list[Declaration]
+    active: list[Declaration]
+
+
+def desk(engine: Engine, principal: Principal, *, now: datetime) -> Desk:
+    check_current(engine)
+    with reading(engine) as conn:
+        tree = records.load_tree(conn)
+        waiting = records.load_declarations(conn, statuses=[Status.DRAFT, Status.PENDING,
+                                                            Status.REJECTED])
+        live = records.load_declarations(conn, statuses=[Status.PUBLISHED])
+    mine = [d for d in waiting.values() if d.created_by == principal.actor]
+    to_decide = []
+    if principal.has(Scope.APPROVE):
+        asking = [d for d in waiting.values() if d.status is Status.PENDING]
+        asking += [d for d in live.values() if d.cancel_request is not None]
+        for d in asking:
+            author = d.cancel_request.by if d.cancel_request else d.created_by
+            if author != principal.actor and not access.outside(principal, tree, d.areas):
+                to_decide.append(d)
+    replacers: dict[str, list[Declaration]] = {}
+    for d in live.values():
+        for old in d.replaces:
+            replacers.setdefault(old, []).append(d)
+    active = [d for d in live.values() if _holds(d, replacers.get(d.id, []), now)
+              and not access.outside(principal, tree, d.areas)]
+    mine.sort(key=lambda d: d.created_at, reverse=True)
+    return Desk(mine, to_decide, sorted(active, key=lambda d: d.effective or d.created_at))
+
+
+def _holds(d: Declaration, replacers: list[Declaration], now: datetime) -> bool:
+    end = end_of(d, replacers)
+    return end is None or end > now
+
+
+def get(engine: Engine, principal: Principal, declaration_id: str) -> Declaration:
+    """One declaration for the console: published ones to anyone signed in; drafts, pending
+    and rejected ones to their author and to those who may decide on them."""
+    check_current(engine)
+    with reading(engine) as conn:
+        found = records.load_declarations(conn, ids=[declaration_id])
+        tree = records.load_tree(conn)
+    d = found.get(declaration_id)
+    if d is None or (not d.is_published and d.created_by != principal.actor and not (
+            principal.has(Scope.APPROVE) and not access.outside(principal, tree, d.areas))):
+        raise unknown("declaration", declaration_id, (), "see the console's list")
+    return d
