@@ -33,13 +33,27 @@ SENDER = Setting(
     lambda: "tocsin",
     "The declaring authority named on declarations when --sender is not given.",
 )
-ALL = (DATABASE_URL, SENDER)
+CAP_SENDER = Setting(
+    "TOCSIN_CAP_SENDER",
+    lambda: "tocsin",
+    "The CAP <sender> of exported alerts: a stable address of the authority without spaces "
+    "or commas, e.g. an e-mail address or a WMO-register OID as urn:oid:….",
+)
+RATE_LIMIT = Setting(
+    "TOCSIN_RATE_LIMIT",
+    lambda: "300",
+    "Requests a minute one client may make to the authority API and console (bursts of a "
+    "fifth of that are allowed); past it the answer is 429 with Retry-After.",
+)
+ALL = (DATABASE_URL, SENDER, CAP_SENDER, RATE_LIMIT)
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str
     sender: str
+    cap_sender: str = "tocsin"
+    rate_limit: int = 300
 
 
 def read(env: Mapping[str, str] | None = None) -> Settings:
@@ -51,7 +65,16 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
         return value or setting.default()
 
     url = normalise_database_url(get(DATABASE_URL))
-    return Settings(database_url=url, sender=get(SENDER))
+    rate = get(RATE_LIMIT)
+    if not rate.isdigit() or int(rate) < 1:
+        raise InvalidInput(f"{RATE_LIMIT.name}={rate!r} is not a positive whole number",
+                           "give requests per minute, e.g. 300")
+    cap_sender = get(CAP_SENDER)
+    if any(c in cap_sender for c in " ,<&"):
+        raise InvalidInput(f"{CAP_SENDER.name}={cap_sender!r} has a space, comma, '<' or '&'",
+                           "CAP forbids them in <sender>; e.g. alerts@example.gov")
+    return Settings(database_url=url, sender=get(SENDER), cap_sender=cap_sender,
+                    rate_limit=int(rate))
 
 
 def normalise_database_url(url: str) -> str:

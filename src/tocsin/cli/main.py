@@ -13,6 +13,7 @@ from tocsin.cli import context as ctx
 from tocsin.cli import views
 from tocsin.cli.areas import app as areas_app
 from tocsin.cli.demo import run_demo
+from tocsin.cli.people import tokens_app, users_app
 from tocsin.cli.schemes import app as schemes_app
 from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
 from tocsin.domain.errors import InvalidInput
@@ -38,6 +39,8 @@ app = typer.Typer(
 )
 app.add_typer(areas_app, name="areas")
 app.add_typer(schemes_app, name="schemes")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 audit_app = typer.Typer(help="Read and verify the hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

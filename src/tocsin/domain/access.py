@@ -100,7 +100,7 @@ def outside(principal: Principal, tree: AreaTree, areas: Iterable[str]) -> list[
 
 def require(principal: Principal, scope: Scope, what: str) -> None:
     if not principal.has(scope):
-        via = " this token" if principal.scopes is not None else ""
+        via = " (through this token)" if principal.scopes is not None else ""
         raise Forbidden(f"{principal.name}{via} may not {what}",
                         f"this needs the {scope.value!r} right")
 

@@ -105,3 +105,13 @@ def verify(
 
 def _broken(checked: int, seq: int, digest: str, broken: int, problem: str) -> Verdict:
     return Verdict(False, checked, seq, digest, broken, problem)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The newest entry of the audit chain: outsiders keep it to check history is never
+    rewritten (`tocsin audit verify --head SEQ:HASH`)."""
+
+    seq: int
+    hash: str
+    at: datetime

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from tocsin.domain.area import Area
+from tocsin.domain.audit import AuditHead
 from tocsin.domain.declaration import Declaration, replaced_by
 from tocsin.domain.errors import unknown
 from tocsin.domain.resolve import Period
@@ -223,3 +224,10 @@ def _overlaps(period: Period, since: datetime | None, until: datetime | None) ->
     starts_before_until = until is None or period.start is None or period.start < until
     ends_after_since = since is None or period.end is None or period.end > since
     return starts_before_until and ends_after_since
+
+
+def audit_head_doc(head: AuditHead | None) -> dict[str, Any]:
+    """The audit chain's head: sequence number, hash and time of the newest entry."""
+    if head is None:
+        return {"seq": 0, "hash": None, "at": None}
+    return {"seq": head.seq, "hash": head.hash, "at": iso(head.at)}

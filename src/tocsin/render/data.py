@@ -54,8 +54,10 @@ def area_json(area: Area, *, geometry: bool = False) -> dict[str, Any]:
     return out
 
 
-def declaration_json(d: Declaration, *, replaced_by: Sequence[str] = ()) -> dict[str, Any]:
-    return {
+def declaration_json(d: Declaration, *, replaced_by: Sequence[str] = (),
+                     authority: bool = False) -> dict[str, Any]:
+    """The public form; `authority` adds the workflow an issuing console needs."""
+    out: dict[str, Any] = {
         "id": d.id, "scheme": d.scheme, "level": d.level, "status": d.status.value,
         "areas": list(d.areas), "effective": _time(d.effective), "expires": _time(d.expires),
         "sender": d.sender, "replaces": list(d.replaces), "replaced_by": list(replaced_by),
@@ -65,7 +67,19 @@ def declaration_json(d: Declaration, *, replaced_by: Sequence[str] = ()) -> dict
         "cancellation": None if d.cancellation is None else {
             "at": iso(d.cancellation.at), "reason": d.cancellation.reason,
             "by": d.cancellation.by},
+        "break_glass": d.break_glass,
     }
+    if authority:
+        out.update({
+            "revision": d.revision, "submitted_at": _time(d.submitted_at),
+            "rejection": None if d.rejection is None else {
+                "at": iso(d.rejection.at), "reason": d.rejection.reason,
+                "by": d.rejection.by},
+            "cancel_request": None if d.cancel_request is None else {
+                "at": iso(d.cancel_request.at), "reason": d.cancel_request.reason,
+                "by": d.cancel_request.by},
+        })
+    return out
 
 
 def effective_json(effective: Effective, period: Period) -> dict[str, Any]:

@@ -8,18 +8,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from tocsin.domain.errors import Conflict, NotFound, TocsinError
+from tocsin.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    TocsinError,
+    Unauthenticated,
+)
 
-CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-         413: "too_large", 500: "internal_error"}
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed", 409: "conflict", 413: "too_large",
+         415: "unsupported_media_type", 429: "too_many_requests", 500: "internal_error"}
+
+
+class Refusal(TocsinError):
+    """A refusal of the HTTP layer itself (size, media type, CSRF), with its status."""
+
+    def __init__(self, status: int, problem: str, fix: str | None = None) -> None:
+        self.status = status
+        super().__init__(problem, fix)
 
 
 def status_of(error: TocsinError) -> int:
     """The HTTP status a domain refusal maps to."""
+    if isinstance(error, Refusal):
+        return error.status
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, Conflict):
         return 409
+    if isinstance(error, Unauthenticated):
+        return 401
+    if isinstance(error, Forbidden):
+        return 403
+    if isinstance(error, RateLimited):
+        return 429
     return 400
 
 

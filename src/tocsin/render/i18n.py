@@ -86,6 +86,7 @@ UI: dict[str, dict[str, str]] = {
         "ended": "Ended on {time}",
         "replaced": "Replaced on {time}",
         "unpublished": "Not yet published at this time",
+        "break_glass": "Published without a second person's approval (emergency). Reason given",
         "replaces": "Replaces",
         "replaced_by": "Replaced by",
         "description": "Details",
@@ -163,6 +164,8 @@ UI: dict[str, dict[str, str]] = {
         "ended": "Завершилось {time}",
         "replaced": "Заменено {time}",
         "unpublished": "На этот момент ещё не опубликовано",
+        "break_glass": ("Опубликовано без одобрения второго лица (чрезвычайная ситуация). "
+                        "Указанная причина"),
         "replaces": "Заменяет",
         "replaced_by": "Заменено объявлением",
         "description": "Подробности",
@@ -240,6 +243,8 @@ UI: dict[str, dict[str, str]] = {
         "ended": "Аяқталды: {time}",
         "replaced": "Ауыстырылды: {time}",
         "unpublished": "Бұл уақытта әлі жарияланбаған",
+        "break_glass": ("Екінші тұлғаның мақұлдауынсыз жарияланған (төтенше жағдай). "
+                        "Көрсетілген себеп"),
         "replaces": "Ауыстырады",
         "replaced_by": "Оны ауыстырған мәлімдеме",
         "description": "Толығырақ",

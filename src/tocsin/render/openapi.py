@@ -85,6 +85,11 @@ def _paths() -> dict[str, Any]:
         "/api/v1/schemes": _get(
             "schemes", "Every level scheme", "Each scheme with its levels, what they mean, "
             "the measures they bring and the advice to the public.", api.NO_PARAMS, "Schemes"),
+        "/api/v1/audit/head": _get(
+            "auditHead", "The head of the audit chain",
+            "The sequence number and hash of the newest audit entry. Keep it: a later "
+            "'tocsin audit verify --head SEQ:HASH' proves the history before it was not "
+            "rewritten.", api.NO_PARAMS, "AuditHead"),
         "/api/v1/history": _get(
             "history", "Level changes over a span of time",
             "Per area and scheme, the periods of one level that overlap [since, until), whole "
@@ -253,7 +258,14 @@ def _schemas() -> dict[str, Schema]:
             "created_at": INSTANT, "created_by": STRING,
             "published_at": INSTANT, "published_by": STRING,
             "cancellation": _or_null(_obj({"at": INSTANT, "reason": STRING, "by": STRING})),
+            "break_glass": _or_null({**STRING, "description": (
+                "Set when it was published without a second person's approval: the reason "
+                "given.")}),
         }),
+        "AuditHead": _obj({
+            "seq": {"type": "integer", "minimum": 0},
+            "hash": _or_null({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+            "at": _or_null(INSTANT)}),
         "Declarations": _obj({
             "total": {"type": "integer", "minimum": 0},
             "limit": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX},

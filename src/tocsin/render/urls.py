@@ -73,5 +73,9 @@ def api_schemes() -> str:
     return "/api/v1/schemes"
 
 
+def api_audit_head() -> str:
+    return "/api/v1/audit/head"
+
+
 def api_history() -> str:
     return "/api/v1/history"

@@ -76,6 +76,9 @@ def add_user(engine: Engine, name: str, password: str, roles: Sequence[Role],
     if by is not None:
         require(by, Scope.ADMIN, "manage users")
     check_user_name(name)
+    if not roles:
+        raise InvalidInput(f"user {name!r} has no role",
+                           "give at least one of " + ", ".join(role.value for role in Role))
     check_password(password)
     with change(engine, now=now, actor=actor) as unit:
         check_roles(roles, jurisdiction, records.load_tree(unit.conn))
@@ -174,7 +177,7 @@ def create_token(engine: Engine, user_name: str, scopes: Sequence[Scope], *, lab
                            + ", ".join(scope.value for scope in Scope))
     if lifetime <= timedelta(0) or lifetime > LONGEST_TOKEN_LIFETIME:
         raise InvalidInput(f"token lifetime must be between 1 second and "
-                           f"{LONGEST_TOKEN_LIFETIME.days} days", "e.g. --expires 90d")
+                           f"{LONGEST_TOKEN_LIFETIME.days} days", "e.g. P90D")
     with change(engine, now=now, actor=actor) as unit:
         found = people.load_user(unit.conn, user_name)
         if found is None:

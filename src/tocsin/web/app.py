@@ -13,14 +13,18 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
+from starlette.applications import Starlette
 
 from tocsin import settings
 from tocsin.domain.errors import TocsinError
 from tocsin.domain.times import parse_instant
 from tocsin.render import pages, urls
+from tocsin.render.console import CONSOLE
 from tocsin.render.errors import error_body, status_of
 from tocsin.store.database import connect
+from tocsin.web import authority, console
 from tocsin.web.documents import HTML, JSON, Document, document
+from tocsin.web.guard import SECURITY_HEADERS, Limiter
 from tocsin.web.live import Broadcaster, Holder
 from tocsin.web.site import negotiate, query_language
 
@@ -48,8 +52,10 @@ def is_negotiated(path: str) -> bool:
 class TocsinApp:
     """Serves the holder's current snapshot; keeps it current while running."""
 
-    def __init__(self, holder: Holder) -> None:
+    def __init__(self, holder: Holder, private: Callable[[Scope, Receive, Send],
+                                                         Awaitable[None]] | None = None) -> None:
         self.holder = holder
+        self.private = private
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -58,6 +64,9 @@ class TocsinApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        if self.private is not None and is_private(path):
+            await self.private(scope, receive, _secured(send))
+            return
         if scope["method"] == "OPTIONS":  # CORS preflight: any origin may read
             await send({"type": "http.response.start", "status": 204, "headers": [
                 *CORS, *PREFLIGHT, (b"allow", ALLOW), (b"access-control-max-age", b"86400")]})
@@ -132,7 +141,7 @@ class TocsinApp:
             (b"cache-control", f"public, max-age={max_age}".encode() if max_age
              else b"no-cache"),
             *CORS,
-            (b"x-content-type-options", b"nosniff"),
+            *SECURITY_HEADERS,
             *(extra or ()),
         ]
         if vary:
@@ -153,6 +162,7 @@ class TocsinApp:
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-store"),
             *CORS,
+            *SECURITY_HEADERS,
             (b"x-accel-buffering", b"no"),
         ]})
         if scope["method"] == "HEAD":
@@ -187,6 +197,23 @@ class TocsinApp:
                 return
 
 
+def is_private(path: str) -> bool:
+    """The authority API and the console: signed-in people only, never cached or shared."""
+    return (path.startswith(authority.PREFIX + "/") or path == authority.PREFIX
+            or path == CONSOLE or path.startswith(CONSOLE + "/"))
+
+
+def _secured(send: Send) -> Send:
+    """Add the security headers to a private answer (the private headers come from it)."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            names = {k.lower() for k, _ in message.get("headers", [])}
+            message["headers"] = [*message.get("headers", []),
+                                  *((k, v) for k, v in SECURITY_HEADERS if k not in names)]
+        await send(message)
+    return sending
+
+
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope["headers"]}
 
@@ -203,9 +230,15 @@ def _json_error(status: int, message: str, fix: str | None) -> Document:
     return document(body, JSON, datetime.now(UTC))
 
 
-def create_app(engine: Engine) -> TocsinApp:
+def create_app(engine: Engine, *, rate_limit: int | None = None) -> TocsinApp:
     """The application for one database; builds the first snapshot before returning."""
-    return TocsinApp(Holder(engine, Broadcaster()))
+    per_minute = rate_limit or settings.read().rate_limit
+    limiter = Limiter(per_minute=per_minute, burst=max(10, per_minute // 5))
+    private = Starlette(
+        routes=[*authority.routes(authority.AuthorityApi(engine, limiter)),
+                *console.routes(engine, limiter)],
+        exception_handlers={404: authority.not_found, 405: authority.not_found})
+    return TocsinApp(Holder(engine, Broadcaster()), private)
 
 
 def app_from_environment() -> TocsinApp:

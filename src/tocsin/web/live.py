@@ -165,7 +165,7 @@ class Holder:
                 await asyncio.wait_for(woken.wait(), timeout)
             woken.clear()
             try:
-                version, _ = await loop.run_in_executor(None, snapshots.read_version,
+                version, _, _ = await loop.run_in_executor(None, snapshots.read_version,
                                                         self.engine)
                 due = self.current.next_change
                 if version != self.current.version or (due and datetime.now(UTC) >= due):

@@ -13,6 +13,7 @@ from importlib.resources import files
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tocsin.domain.audit import AuditHead
 from tocsin.domain.errors import NotFound
 from tocsin.render import api, openapi, pages, svg, urls
 from tocsin.render.query import ParamKind, parse_query
@@ -52,8 +53,10 @@ def negotiate(accept_language: str | None) -> str:
 class Site:
     """The public documents of one World at one instant."""
 
-    def __init__(self, world: World, now: datetime, modified: datetime) -> None:
+    def __init__(self, world: World, now: datetime, modified: datetime,
+                 audit_head: AuditHead | None = None) -> None:
         self.world = world
+        self.audit_head = audit_head
         self.now = now
         self.modified = modified
         self._cache: dict[tuple[str, Params], Document] = {}
@@ -83,6 +86,7 @@ class Site:
         yield urls.api_schemes()
         yield urls.api_declarations()
         yield urls.api_history()
+        yield urls.api_audit_head()
         for code in world.tree.areas:
             yield urls.api_area(code)
         for d in published:
@@ -197,6 +201,9 @@ class Site:
             case ["schemes"]:
                 parse_query(params, api.NO_PARAMS)
                 return self._json(api.schemes_doc(world))
+            case ["audit", "head"]:
+                parse_query(params, api.NO_PARAMS)
+                return self._json(api.audit_head_doc(self.audit_head))
             case ["history"]:
                 q = parse_query(params, api.HISTORY_PARAMS)
                 return self._json(api.history_doc(world, area=q.get("area"),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from tocsin.domain.audit import AuditHead
 from tocsin.domain.resolve import effective_levels
 from tocsin.service import queries
 from tocsin.service.queries import World
@@ -59,21 +60,23 @@ def last_change(world: World, at: datetime, written: datetime) -> datetime:
     return latest
 
 
-def read_version(engine: Engine) -> tuple[int, datetime]:
+def read_version(engine: Engine) -> tuple[int, datetime, AuditHead | None]:
     with reading(engine) as conn:
         state = records.read_state(conn)
-        return int(state.version), state.changed_at
+        head = (AuditHead(int(state.audit_seq), state.audit_hash, state.changed_at)
+                if state.audit_seq else None)
+        return int(state.version), state.changed_at, head
 
 
 def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True) -> Snapshot:
     """A snapshot of the store as of `now` (default: the clock), its documents rendered."""
     at = now or datetime.now(UTC)
-    version, written = read_version(engine)
+    version, written, head = read_version(engine)
     world = queries.load_world(engine, published_only=True)
     # Documents describe the levels as of the last change: the same state always gives the
     # same bytes, whenever and wherever it is rendered (live server, static mirror).
     changed = last_change(world, at, written)
-    site = Site(world, changed, changed)
+    site = Site(world, changed, changed, head)
     snapshot = Snapshot(version, at, world, site, level_map(world, at), next_change(world, at))
     if prerender:
         render_all(snapshot)

@@ -1,0 +1,580 @@
+"""The issuing console (/console): server-rendered forms that work without JavaScript.
+
+Sessions live in the database (any worker serves any request) behind an HttpOnly, SameSite=Strict
+cookie, Secure on HTTPS. Every form carries a CSRF token: the session's, or before sign-in a
+random one that must match its cookie. Requests from another origin are refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial, wraps
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo, available_timezones
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from tocsin import settings
+from tocsin.domain import access
+from tocsin.domain.access import Principal, Scope, parse_roles, parse_scopes
+from tocsin.domain.declaration import Declaration, Status, publish_as
+from tocsin.domain.errors import InvalidInput, TocsinError, Unauthenticated
+from tocsin.domain.text import pick
+from tocsin.domain.times import iso, parse_duration
+from tocsin.ingest.declarations import parse_declaration
+from tocsin.ingest.document import Document
+from tocsin.render import console as views
+from tocsin.render import urls
+from tocsin.render.console import CONSOLE, Chrome
+from tocsin.render.console_text import texts
+from tocsin.render.errors import Refusal, status_of
+from tocsin.service import authority, people, queries
+from tocsin.service.queries import World
+from tocsin.web.authority import client_key, now, read_body
+from tocsin.web.guard import PRIVATE_HEADERS, Limiter
+from tocsin.web.site import negotiate
+
+SESSION_COOKIE = "tocsin_session"
+CSRF_COOKIE = "tocsin_csrf"
+LANG_COOKIE = "tocsin_lang"
+T = TypeVar("T")
+TEXT_FIELDS = ("headline", "description", "measures", "instructions")
+
+
+class SignIn(Exception):
+    """No session: send the browser to the sign-in page."""
+
+
+class Console:
+    def __init__(self, engine: Engine, limiter: Limiter) -> None:
+        self.engine = engine
+        self.limiter = limiter
+        self.sender = settings.read().sender
+        self.cap_sender = settings.read().cap_sender
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_threadpool(partial(fn, *args, **kwargs))
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def lang(self, request: Request) -> str:
+        asked = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
+        if asked in urls.PAGE_LANGUAGES:
+            return asked
+        return negotiate(request.headers.get("accept-language"))
+
+    async def session(self, request: Request) -> people.Session:
+        token = request.cookies.get(SESSION_COOKIE)
+        found = await self.run(people.session, self.engine, token, now=now()) if token else None
+        if found is None:
+            raise SignIn
+        return found
+
+    def chrome(self, request: Request, title: str, s: people.Session | None,
+               csrf: str | None = None) -> Chrome:
+        return Chrome(lang=self.lang(request), title=title,
+                      user=s.user.name if s else None,
+                      rights=s.user.principal().rights if s else frozenset(),
+                      csrf=s.csrf if s else (csrf or ""), path=request.url.path)
+
+    def page(self, request: Request, html: str, status: int = 200,
+             cookies: dict[str, str] | None = None) -> Response:
+        response = HTMLResponse(html, status_code=status)
+        for key, value in PRIVATE_HEADERS:
+            response.headers[key.decode()] = value.decode()
+        self._remember_language(request, response)
+        for cookie, text in (cookies or {}).items():
+            self._cookie(request, response, cookie, text)
+        return response
+
+    def _cookie(self, request: Request, response: Response, name: str, value: str,
+                max_age: int | None = None) -> None:
+        response.set_cookie(name, value, max_age=max_age, path=CONSOLE, httponly=True,
+                            samesite="strict", secure=_https(request))
+
+    def _remember_language(self, request: Request, response: Response) -> None:
+        asked = request.query_params.get("lang")
+        if asked in urls.PAGE_LANGUAGES:
+            self._cookie(request, response, LANG_COOKIE, asked, max_age=365 * 86400)
+
+    def redirect(self, request: Request, path: str) -> Response:
+        response = RedirectResponse(path, status_code=303)
+        for key, value in PRIVATE_HEADERS:
+            response.headers[key.decode()] = value.decode()
+        return response
+
+    async def form(self, request: Request, expected_csrf: str) -> dict[str, list[str]]:
+        """The posted form, after the origin and CSRF checks."""
+        self.limiter.take(client_key(request), now())
+        origin = request.headers.get("origin")
+        if origin is not None and origin != _origin(request):
+            raise Refusal(403, f"this form was sent from {origin}", "use the console itself")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/x-www-form-urlencoded":
+            raise Refusal(415, "the console takes HTML forms only",
+                          "send application/x-www-form-urlencoded")
+        body = (await read_body(request)).decode("utf-8", errors="replace")
+        fields: dict[str, list[str]] = {}
+        for key, value in parse_qsl(body, keep_blank_values=True):
+            fields.setdefault(key, []).append(value)
+        sent = fields.get("csrf", [""])[0]
+        if not expected_csrf or not hmac.compare_digest(sent.encode(), expected_csrf.encode()):
+            raise Refusal(403, "the form's security token is missing or out of date",
+                          "reload the page and send the form again")
+        return fields
+
+    def error(self, request: Request, error: TocsinError, s: people.Session | None) -> Response:
+        chrome = self.chrome(request, texts_of(self.lang(request))["error"], s)
+        status = status_of(error)
+        response = self.page(request, views.render(
+            "error.html", chrome, status=status, problem=error.problem, fix=error.fix,
+            back=CONSOLE), status)
+        if status == 429 and hasattr(error, "retry_after"):
+            response.headers["retry-after"] = str(error.retry_after)
+        return response
+
+    # -- sign in and out ----------------------------------------------------------------------
+
+    async def login_form(self, request: Request, problem: str | None = None,
+                         status: int = 200) -> Response:
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+        chrome = self.chrome(request, texts_of(self.lang(request))["sign_in_title"], None, csrf)
+        return self.page(request, views.render("login.html", chrome, problem=problem,
+                                               next=_next(request.query_params.get("next"))),
+                         status, cookies={CSRF_COOKIE: csrf})
+
+    async def login(self, request: Request) -> Response:
+        key = client_key(request)
+        fields = await self.form(request, request.cookies.get(CSRF_COOKIE, ""))
+        name, password = _one(fields, "name"), _one(fields, "password")
+        try:
+            self.limiter.take(key, now())
+            made = await self.run(people.login, self.engine, name, password, now=now())
+        except Unauthenticated as error:
+            self.limiter.failed(key, now())
+            return await self.login_form(request, error.message, 401)
+        self.limiter.succeeded(key)
+        response = self.redirect(request, _next(_one(fields, "next")))
+        self._cookie(request, response, SESSION_COOKIE, made.token,
+                     max_age=int(people.SESSION_LIFETIME.total_seconds()))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        s = await self.session(request)
+        await self.form(request, s.csrf)
+        await self.run(people.logout, self.engine, request.cookies.get(SESSION_COOKIE, ""))
+        response = self.redirect(request, f"{CONSOLE}/login")
+        response.delete_cookie(SESSION_COOKIE, path=CONSOLE)
+        return response
+
+    # -- the desk -----------------------------------------------------------------------------
+
+    async def desk(self, request: Request) -> Response:
+        s = await self.session(request)
+        p = s.user.principal()
+        found = await self.run(authority.desk, self.engine, p, now=now())
+        world = await self.run(queries.load_world, self.engine)
+        lang = self.lang(request)
+        return self.page(request, views.render(
+            "desk.html", self.chrome(request, texts_of(lang)["desk"], s),
+            mine=views.rows(world, found.mine, lang),
+            to_decide=views.rows(world, found.to_decide, lang),
+            active=views.rows(world, found.active, lang)))
+
+    # -- declaring ----------------------------------------------------------------------------
+
+    async def declare_form(self, request: Request) -> Response:
+        s = await self.session(request)
+        world = await self.run(queries.load_world, self.engine)
+        values: dict[str, list[str]] = {}
+        title = texts_of(self.lang(request))["new_declaration"]
+        old_id = request.query_params.get("replaces")
+        if old_id:
+            old = await self.run(authority.get, self.engine, s.user.principal(), old_id)
+            values = _values_of(old, world)
+            values["replaces"] = [old.id]
+            values["effective"] = []
+            title = texts_of(self.lang(request))["extend_title"].format(id=old.id)
+        return self._declaration_form(request, s, world, values, title, f"{CONSOLE}/declare")
+
+    def _declaration_form(self, request: Request, s: people.Session, world: World,
+                          values: dict[str, list[str]], title: str, action: str, *,
+                          preview: views.Preview | None = None, problem: TocsinError | None = None,
+                          editing: Declaration | None = None) -> Response:
+        p = s.user.principal()
+        lang = self.lang(request)
+        html = views.render(
+            "declare.html", self.chrome(request, title, s), v=values, action=action,
+            levels=_level_options(world, lang),
+            areas=[(code, depth, name, not access.outside(p, world.tree, [code]))
+                   for code, depth, name in _area_options(world, lang)],
+            languages=_text_languages(world), zones=_zones(world), preview=preview,
+            problem=problem, editing=editing, break_glass=p.break_glass)
+        return self.page(request, html, status_of(problem) if problem else 200)
+
+    async def declare(self, request: Request) -> Response:
+        s = await self.session(request)
+        fields = await self.form(request, s.csrf)
+        return await self._save(request, s, fields, None)
+
+    async def _save(self, request: Request, s: people.Session, fields: dict[str, list[str]],
+                    editing: Declaration | None) -> Response:
+        world = await self.run(queries.load_world, self.engine)
+        p = s.user.principal()
+        step = _one(fields, "step") or "preview"
+        lang = self.lang(request)
+        title = (texts_of(lang)["edit_title"].format(id=editing.id) if editing
+                 else texts_of(lang)["new_declaration"])
+        action = f"{CONSOLE}/declarations/{editing.id}/edit" if editing else f"{CONSOLE}/declare"
+        try:
+            req = parse_declaration(Document(_request_document(fields), "form"),
+                                    default_sender=self.sender)
+            if step == "preview":
+                candidate = await self.run(_candidate, self.engine, world, p, req, now=now())
+                scheme = world.scheme(req.scheme)
+                replaced = [world.declarations[i] for i in req.replaces
+                            if i in world.declarations]
+                shown = views.preview(
+                    world, candidate, now=now(), lang=lang, cap_sender=self.cap_sender,
+                    needs_approval=access.needs_approval(scheme, scheme.approval, candidate,
+                                                         replaced))
+                return self._declaration_form(request, s, world, fields, title, action,
+                                              preview=shown, editing=editing)
+            if editing is not None:
+                saved = await self.run(authority.edit, self.engine, p, editing.id, req,
+                                       now=now())
+                return self.redirect(request, f"{CONSOLE}/declarations/{saved.id}")
+            reason = _one(fields, "break_glass_reason") if step == "break-glass" else None
+            outcome = await self.run(authority.create, self.engine, p, req, now=now(),
+                                     submit=step in ("submit", "break-glass"),
+                                     break_glass=reason)
+            return self.redirect(request, f"{CONSOLE}/declarations/{outcome.declaration.id}")
+        except TocsinError as error:
+            return self._declaration_form(request, s, world, fields, title, action,
+                                          problem=error, editing=editing)
+
+    async def declaration(self, request: Request) -> Response:
+        s = await self.session(request)
+        p = s.user.principal()
+        d = await self.run(authority.get, self.engine, p, request.path_params["id"])
+        world = await self.run(queries.load_world, self.engine, published_only=True)
+        lang = self.lang(request)
+        scheme = world.scheme(d.scheme)
+        everything = await self.run(queries.load_world, self.engine)
+        replaced = [everything.declarations[i] for i in d.replaces
+                    if i in everything.declarations]
+        shown = views.preview(world, d, now=now(), lang=lang, cap_sender=self.cap_sender,
+                              needs_approval=d.status is Status.PENDING or (
+                                  d.status is Status.DRAFT and access.needs_approval(
+                                      scheme, scheme.approval, d, replaced)))
+        may = _may(p, world, d)
+        return self.page(request, views.render(
+            "declaration.html",
+            self.chrome(request, texts_of(lang)["declaration_title"].format(id=d.id), s),
+            d=d, row=views.rows(everything, [d], lang)[0], preview=shown, may=may,
+            times={"effective": iso(d.effective) if d.effective else None,
+                   "expires": iso(d.expires) if d.expires else None}))
+
+    async def edit_form(self, request: Request) -> Response:
+        s = await self.session(request)
+        p = s.user.principal()
+        d = await self.run(authority.get, self.engine, p, request.path_params["id"])
+        access.may_edit(p, d)
+        world = await self.run(queries.load_world, self.engine)
+        return self._declaration_form(
+            request, s, world, _values_of(d, world),
+            texts_of(self.lang(request))["edit_title"].format(id=d.id),
+            f"{CONSOLE}/declarations/{d.id}/edit", editing=d)
+
+    async def edit(self, request: Request) -> Response:
+        s = await self.session(request)
+        fields = await self.form(request, s.csrf)
+        d = await self.run(authority.get, self.engine, s.user.principal(),
+                           request.path_params["id"])
+        access.may_edit(s.user.principal(), d)
+        return await self._save(request, s, fields, d)
+
+    async def act(self, request: Request) -> Response:
+        """submit, approve, reject or cancel a declaration, then show it again."""
+        s = await self.session(request)
+        fields = await self.form(request, s.csrf)
+        p = s.user.principal()
+        target = request.path_params["id"]
+        verb = request.path_params["verb"]
+        reason = _one(fields, "reason")
+        glass = _one(fields, "break_glass_reason") if "break_glass_reason" in fields else None
+        if verb == "submit":
+            await self.run(authority.submit, self.engine, p, target, now=now(),
+                           break_glass=glass)
+        elif verb == "approve":
+            revision = _one(fields, "revision")
+            await self.run(authority.approve, self.engine, p, target, now=now(),
+                           revision=int(revision) if revision.isdigit() else None)
+        elif verb == "reject":
+            await self.run(authority.reject, self.engine, p, target, reason=reason, now=now())
+        elif verb == "cancel":
+            await self.run(authority.cancel, self.engine, p, target, reason=reason, now=now(),
+                           break_glass=glass)
+        else:
+            raise Refusal(404, f"there is no action {verb!r}", "use the buttons on the page")
+        return self.redirect(request, f"{CONSOLE}/declarations/{target}")
+
+    # -- people -------------------------------------------------------------------------------
+
+    async def users(self, request: Request, made: str | None = None) -> Response:
+        s = await self.session(request)
+        p = s.user.principal()
+        found = await self.run(people.list_users, self.engine, by=p)
+        world = await self.run(queries.load_world, self.engine, published_only=True)
+        lang = self.lang(request)
+        return self.page(request, views.render(
+            "users.html", self.chrome(request, texts_of(lang)["users"], s), users=found,
+            roles=list(access.Role), areas=_area_options(world, lang), now=now()))
+
+    async def user_post(self, request: Request) -> Response:
+        s = await self.session(request)
+        fields = await self.form(request, s.csrf)
+        p = s.user.principal()
+        name = request.path_params.get("name")
+        roles = sorted(parse_roles(fields.get("roles", [])))
+        areas = [a for a in fields.get("areas", []) if a]
+        password = _one(fields, "password")
+        if name is None:
+            await self.run(people.add_user, self.engine, _one(fields, "name"), password, roles,
+                           areas, break_glass="break_glass" in fields, now=now(), by=p,
+                           actor=p.actor)
+        else:
+            await self.run(people.set_user, self.engine, name, roles=roles, jurisdiction=areas,
+                           break_glass="break_glass" in fields,
+                           disabled="disabled" in fields, password=password or None,
+                           now=now(), by=p, actor=p.actor)
+        return self.redirect(request, f"{CONSOLE}/users")
+
+    async def tokens(self, request: Request, secret: str | None = None) -> Response:
+        s = await self.session(request)
+        p = s.user.principal()
+        found = await self.run(people.list_tokens, self.engine, by=p)
+        users = ([u.name for u in await self.run(people.list_users, self.engine, by=p)]
+                 if p.has(Scope.ADMIN) else [p.name])
+        return self.page(request, views.render(
+            "tokens.html", self.chrome(request, texts_of(self.lang(request))["tokens"], s),
+            tokens=found, users=users, scopes=sorted(p.rights), secret=secret, now=now()))
+
+    async def token_post(self, request: Request) -> Response:
+        s = await self.session(request)
+        fields = await self.form(request, s.csrf)
+        p = s.user.principal()
+        token_id = request.path_params.get("id")
+        if token_id is not None:
+            await self.run(people.revoke_token, self.engine, token_id, now=now(), by=p,
+                           actor=p.actor)
+            return self.redirect(request, f"{CONSOLE}/tokens")
+        lifetime = _one(fields, "expires")
+        made = await self.run(
+            people.create_token, self.engine, _one(fields, "user") or p.name,
+            sorted(parse_scopes(fields.get("scopes", []))), label=_one(fields, "label"),
+            lifetime=parse_duration(lifetime, "lifetime") if lifetime
+            else people.DEFAULT_TOKEN_LIFETIME, now=now(), by=p, actor=p.actor)
+        return await self.tokens(request, secret=made.secret)
+
+    async def audit(self, request: Request) -> Response:
+        s = await self.session(request)
+        p = s.user.principal()
+        access.require(p, Scope.READ_AUDIT, "read the audit log")
+        verdict = await self.run(queries.verify_audit, self.engine)
+        entries = await self.run(queries.audit_tail, self.engine, 200)
+        return self.page(request, views.render(
+            "audit.html", self.chrome(request, texts_of(self.lang(request))["audit"], s),
+            verdict=verdict, entries=list(reversed(entries))))
+
+
+def texts_of(lang: str) -> Any:
+    return texts(lang)
+
+
+def _https(request: Request) -> bool:
+    return (request.url.scheme == "https"
+            or request.headers.get("x-forwarded-proto", "").lower() == "https")
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+def _next(path: str | None) -> str:
+    """Where to go after signing in: a console page, never another site."""
+    if path and path.startswith(CONSOLE) and not path.startswith("//") and "\\" not in path:
+        return path
+    return CONSOLE
+
+
+def _one(fields: dict[str, list[str]], key: str) -> str:
+    return (fields.get(key) or [""])[0].strip()
+
+
+def _candidate(engine: Engine, world: World, p: Principal, req: Any, *,
+               now: datetime) -> Declaration:
+    """The declaration the form asks for, checked as a draft, without saving it."""
+    scheme = world.scheme(req.scheme)
+    d = publish_as(req, id="preview", scheme=scheme, tree=world.tree, known={}, now=now,
+                   actor=p.actor, publish=False)
+    replaced = [world.declarations[i] for i in d.replaces if i in world.declarations]
+    access.may_draft(p, world.tree, [*d.areas, *(a for r in replaced for a in r.areas)])
+    return d
+
+
+def _request_document(fields: dict[str, list[str]]) -> dict[str, Any]:
+    """The form, shaped as the declaration parser's document (one parser for every input)."""
+    scheme, _, level = _one(fields, "level").partition("/")
+    texts: dict[str, dict[str, str]] = {}
+    for key, values in fields.items():
+        if key.startswith("text-"):
+            _, lang, part = key.split("-", 2)
+            if part in TEXT_FIELDS:
+                texts.setdefault(lang, {})[part] = values[0].strip()
+    texts = {lang: t for lang, t in texts.items() if any(t.values())}
+    zone = _one(fields, "zone") or "UTC"
+    out: dict[str, Any] = {
+        "scheme": scheme, "level": level, "areas": [a for a in fields.get("areas", []) if a],
+        "texts": texts, "replaces": [r for r in fields.get("replaces", []) if r],
+        "effective": _aware(_one(fields, "effective"), zone, "effective"),
+        "expires": _aware(_one(fields, "expires"), zone, "expires"),
+    }
+    sender = _one(fields, "sender")
+    if sender:
+        out["sender"] = sender
+    return out
+
+
+def _aware(local: str, zone: str, what: str) -> str:
+    """A datetime-local value in the chosen zone, as an ISO 8601 time with offset."""
+    if not local:
+        return ""
+    if zone not in available_timezones():
+        raise InvalidInput(f"time zone {zone!r} is not known", "choose one from the list")
+    try:
+        value = datetime.fromisoformat(local)
+    except ValueError:
+        raise InvalidInput(f"{what} {local!r} is not a date and time",
+                           "write it like 2022-01-07T12:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(zone))
+    return iso(value)
+
+
+def _values_of(d: Declaration, world: World) -> dict[str, list[str]]:
+    zone = (world.tree.timezone(d.areas[0]) if d.areas and d.areas[0] in world.tree
+            else None) or "UTC"
+    tz = ZoneInfo(zone)
+    values: dict[str, list[str]] = {
+        "level": [f"{d.scheme}/{d.level}"], "areas": list(d.areas), "zone": [zone],
+        "replaces": list(d.replaces), "sender": [d.sender],
+        "effective": [d.effective.astimezone(tz).strftime("%Y-%m-%dT%H:%M")]
+        if d.effective else [],
+        "expires": [d.expires.astimezone(tz).strftime("%Y-%m-%dT%H:%M")] if d.expires else [],
+    }
+    for lang, statement in d.texts.items():
+        for part, text in statement.as_dict().items():
+            values[f"text-{lang}-{part}"] = [text]
+    return values
+
+
+def _level_options(world: World, lang: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    return [(pick(s.name, [lang]) or s.key,
+             [(f"{s.key}/{lv.key}", pick(lv.name, [lang]) or lv.key) for lv in s.levels])
+            for s in sorted(world.schemes.values(), key=lambda s: s.key)]
+
+
+def _area_options(world: World, lang: str) -> list[tuple[str, int, str]]:
+    out = []
+    stack = [(c, 0) for c in reversed(world.tree.order) if world.tree.areas[c].parent is None]
+    while stack:
+        code, depth = stack.pop()
+        out.append((code, depth, pick(world.tree.areas[code].names, [lang]) or code))
+        stack.extend((child, depth + 1) for child in reversed(world.tree.children(code)))
+    return out
+
+
+def _text_languages(world: World) -> list[str]:
+    seen: list[str] = []
+    for scheme in sorted(world.schemes.values(), key=lambda s: s.key):
+        seen += [lang for lang in scheme.languages if lang not in seen]
+    return seen
+
+
+def _zones(world: World) -> list[str]:
+    zones = sorted({a.timezone for a in world.tree if a.timezone})
+    return [*zones, "UTC"]
+
+
+def _may(p: Principal, world: World, d: Declaration) -> dict[str, bool]:
+    def ok(check: Callable[[], None]) -> bool:
+        try:
+            check()
+        except TocsinError:
+            return False
+        return True
+
+    tree = world.tree
+    mine = d.created_by == p.actor
+    unpublished = d.status in (Status.DRAFT, Status.PENDING)
+    asker = d.cancel_request.by if d.cancel_request else d.created_by
+    return {
+        "edit": mine and unpublished and p.has(Scope.DECLARE),
+        "submit": mine and d.status is Status.DRAFT and p.has(Scope.DECLARE),
+        "decide": (d.status is Status.PENDING or d.cancel_request is not None) and ok(
+            lambda: access.may_approve(p, tree, d, asker)),
+        "cancel": d.is_published and d.cancellation is None and d.cancel_request is None
+        and ok(lambda: access.may_cancel(p, tree, d)),
+        "extend": d.is_published and d.cancellation is None and p.has(Scope.DECLARE),
+        "break_glass": p.break_glass and p.has(Scope.DECLARE),
+    }
+
+
+def _guarded(console: Console, endpoint: Callable[..., Any]) -> Callable[[Request], Any]:
+    @wraps(endpoint)
+    async def run(request: Request) -> Response:
+        try:
+            response: Response = await endpoint(request)
+            return response
+        except SignIn:
+            target = f"{CONSOLE}/login?" + urlencode({"next": request.url.path})
+            return console.redirect(request, target)
+        except TocsinError as error:
+            token = request.cookies.get(SESSION_COOKIE)
+            s = await console.run(people.session, console.engine, token,
+                                  now=now()) if token else None
+            return console.error(request, error, s)
+    return run
+
+
+def routes(engine: Engine, limiter: Limiter) -> list[Route]:
+    c = Console(engine, limiter)
+    table: list[tuple[str, Callable[..., Any], list[str]]] = [
+        (CONSOLE, c.desk, ["GET"]),
+        (f"{CONSOLE}/login", c.login_form, ["GET"]),
+        (f"{CONSOLE}/login", c.login, ["POST"]),
+        (f"{CONSOLE}/logout", c.logout, ["POST"]),
+        (f"{CONSOLE}/declare", c.declare_form, ["GET"]),
+        (f"{CONSOLE}/declare", c.declare, ["POST"]),
+        (f"{CONSOLE}/declarations/{{id}}", c.declaration, ["GET"]),
+        (f"{CONSOLE}/declarations/{{id}}/edit", c.edit_form, ["GET"]),
+        (f"{CONSOLE}/declarations/{{id}}/edit", c.edit, ["POST"]),
+        (f"{CONSOLE}/declarations/{{id}}/{{verb}}", c.act, ["POST"]),
+        (f"{CONSOLE}/users", c.users, ["GET"]),
+        (f"{CONSOLE}/users", c.user_post, ["POST"]),
+        (f"{CONSOLE}/users/{{name}}", c.user_post, ["POST"]),
+        (f"{CONSOLE}/tokens", c.tokens, ["GET"]),
+        (f"{CONSOLE}/tokens", c.token_post, ["POST"]),
+        (f"{CONSOLE}/tokens/{{id}}/revoke", c.token_post, ["POST"]),
+        (f"{CONSOLE}/audit", c.audit, ["GET"]),
+    ]
+    return [Route(path, _guarded(c, fn), methods=methods) for path, fn, methods in table]
