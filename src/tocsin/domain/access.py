@@ -91,11 +91,23 @@ def check_token_scopes(user: Principal, scopes: Iterable[Scope]) -> None:
                         "give the user the role that grants it first")
 
 
+def within(tree: AreaTree, roots: Iterable[str], code: str) -> bool:
+    """Whether `code` is one of `roots` or inside one of them."""
+    found = set(roots)
+    return code in found or bool(found.intersection(tree.ancestors(code)))
+
+
 def outside(principal: Principal, tree: AreaTree, areas: Iterable[str]) -> list[str]:
     """The areas not inside any subtree of the principal's jurisdiction."""
-    roots = set(principal.jurisdiction)
-    return [code for code in areas
-            if code not in roots and not roots.intersection(tree.ancestors(code))]
+    return [code for code in areas if not within(tree, principal.jurisdiction, code)]
+
+
+def at_stake(declaration: Declaration, replaced: Iterable[Declaration]) -> list[str]:
+    """The areas a declaration changes: its own, and those of the declarations it ends."""
+    out = list(declaration.areas)
+    for old in replaced:
+        out += [code for code in old.areas if code not in out]
+    return out
 
 
 def require(principal: Principal, scope: Scope, what: str) -> None:
@@ -133,13 +145,14 @@ def may_edit(principal: Principal, declaration: Declaration) -> None:
 
 
 def may_approve(principal: Principal, tree: AreaTree, declaration: Declaration,
-                author: str) -> None:
-    """Approve or reject what `author` asked for (a declaration or its cancellation)."""
+                author: str, areas: Sequence[str]) -> None:
+    """Approve or reject what `author` asked for (a declaration or its cancellation), which
+    changes the levels of `areas` (see `at_stake`)."""
     require(principal, Scope.APPROVE, "approve declarations")
     if author == principal.actor:
         raise Forbidden(f"{principal.name} asked for {declaration.id!r} and cannot approve "
                         "or reject it", "another approver must decide (two-person rule)")
-    _require_areas(principal, tree, declaration.areas, "approve levels")
+    _require_areas(principal, tree, areas, "approve levels")
 
 
 def may_cancel(principal: Principal, tree: AreaTree, declaration: Declaration) -> None:
@@ -163,13 +176,19 @@ def at_or_above(scheme: Scheme, rule: ApprovalRule, level: str) -> bool:
     return scheme.level(level).rank >= scheme.level(rule.from_level).rank
 
 
-def needs_approval(scheme: Scheme, rule: ApprovalRule, declaration: Declaration,
-                   replaced: Iterable[Declaration]) -> bool:
-    """Whether publishing this declaration needs a second person."""
+def needs_approval(scheme: Scheme, rule: ApprovalRule, tree: AreaTree,
+                   declaration: Declaration, replaced: Sequence[Declaration]) -> bool:
+    """Whether publishing this declaration needs a second person.
+
+    It is a lowering only if every one of its areas lies inside an area that a replaced
+    declaration held at a higher level; adding any other area is a raise there.
+    """
     if not at_or_above(scheme, rule, declaration.level):
         return False
-    ranks = [scheme.level(d.level).rank for d in replaced]
-    lowering = bool(ranks) and scheme.level(declaration.level).rank < max(ranks)
+    rank = scheme.level(declaration.level).rank
+    higher = [old for old in replaced if scheme.level(old.level).rank > rank]
+    lowering = bool(higher) and all(
+        any(within(tree, old.areas, code) for old in higher) for code in declaration.areas)
     return rule.lowering if lowering else True
 
 

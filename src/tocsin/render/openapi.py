@@ -11,7 +11,7 @@ from typing import Any
 
 from tocsin.domain.area import CODE_PATTERN, AreaKind
 from tocsin.domain.cap import Category, Certainty, Severity, Urgency
-from tocsin.render import api
+from tocsin.render import api, openapi_authority
 from tocsin.render.errors import CODES
 from tocsin.render.query import LIMIT_MAX, ParamKind, param_schema
 
@@ -40,19 +40,30 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "tocsin public API",
+            "title": "tocsin API",
             "version": "1",
             "summary": "Colour-coded threat levels declared for a country and its areas.",
             "description": (
                 "Read the current and past threat levels, the declarations that set them, "
-                "and the level schemes. No login is needed. Every instant is written in UTC "
-                "(2022-01-07T03:00:00Z). A bad query answers 400 and an unknown area, scheme "
-                "or declaration answers 404, both with the Error shape."
+                "and the level schemes: no login is needed. Authorities declare, approve and "
+                "manage people under /api/v1/authority with a bearer token. Every instant "
+                "is written in UTC (2022-01-07T03:00:00Z). A bad query answers 400 and an "
+                "unknown area, scheme or declaration answers 404, both with the Error shape."
             ),
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
-        "paths": _paths(),
-        "components": {"schemas": _schemas(), "responses": _responses()},
+        "paths": {**_paths(), **openapi_authority.paths()},
+        "components": {
+            "schemas": {**_schemas(), **openapi_authority.schemas()},
+            "responses": {**_responses(), **openapi_authority.responses(_error)},
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token (tocsin_…) from 'tocsin tokens create' or the "
+                               "console; it acts for its user within its scopes."}},
+        },
+        "tags": [{"name": "public", "description": "Open to anyone, no login."},
+                 {"name": "authority", "description": "Declaring, approving, people and "
+                  "the audit log, with a bearer token."}],
     }
 
 
@@ -107,7 +118,7 @@ def _get(name: str, summary: str, description: str, params: dict[str, ParamKind]
     if not_found:
         responses["404"] = {"$ref": "#/components/responses/NotFound"}
     return {"get": {
-        "operationId": name, "summary": summary, "description": description,
+        "operationId": name, "summary": summary, "description": description, "tags": ["public"],
         "parameters": [_parameter(key, kind) for key, kind in params.items()],
         "responses": responses,
     }}
@@ -122,10 +133,12 @@ def _parameter(name: str, kind: ParamKind) -> dict[str, Any]:
             "schema": schema, "example": example}
 
 
-def _responses() -> dict[str, Any]:
-    def error(description: str) -> dict[str, Any]:
-        return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
 
+
+def _responses() -> dict[str, Any]:
+    error = _error
     return {
         "BadRequest": error("The query is not valid: an unknown or repeated parameter, or a "
                             "value of the wrong form. The message names it."),

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from tocsin.domain import access
-from tocsin.domain.access import Principal, Scope
+from tocsin.domain.access import Principal
 from tocsin.domain.area import AreaTree
 from tocsin.domain.declaration import (
     CancelRequest,
@@ -27,7 +27,7 @@ from tocsin.domain.declaration import (
     request_of,
     submitted,
 )
-from tocsin.domain.errors import Conflict, InvalidInput, unknown
+from tocsin.domain.errors import Conflict, InvalidInput, TocsinError, unknown
 from tocsin.domain.scheme import Scheme
 from tocsin.domain.times import iso
 from tocsin.service.change import Change, change
@@ -62,7 +62,7 @@ def _replaced(unit: Change, d: Declaration) -> list[Declaration]:
 def _check_areas(principal: Principal, tree: AreaTree, d: Declaration,
                  replaced: list[Declaration]) -> None:
     """The issuer's jurisdiction must hold the new areas and every area it takes over from."""
-    access.may_draft(principal, tree, [*d.areas, *(a for r in replaced for a in r.areas)])
+    access.may_draft(principal, tree, access.at_stake(d, replaced))
 
 
 def create(engine: Engine, principal: Principal, request: DeclarationRequest, *,
@@ -71,6 +71,9 @@ def create(engine: Engine, principal: Principal, request: DeclarationRequest, *,
     check_current(engine)
     if break_glass is not None:
         access.may_break_glass(principal, break_glass)
+        if not submit:
+            raise InvalidInput("a break-glass reason was given for a draft",
+                               "submit it to publish alone, or leave the reason out")
     with change(engine, now=now, actor=principal.actor) as unit:
         tree = records.load_tree(unit.conn)
         scheme = scheme_of(records.load_schemes(unit.conn), request.scheme)
@@ -98,7 +101,7 @@ def create(engine: Engine, principal: Principal, request: DeclarationRequest, *,
 def _submit(unit: Change, principal: Principal, draft: Declaration, scheme: Scheme,
             tree: AreaTree, replaced: list[Declaration], break_glass: str | None) -> Outcome:
     """Publish now (no approval needed, or break-glass) or mark pending; audits either way."""
-    needed = access.needs_approval(scheme, scheme.approval, draft, replaced)
+    needed = access.needs_approval(scheme, scheme.approval, tree, draft, replaced)
     if needed and break_glass is None:
         pending = submitted(draft, now=unit.now)
         unit.audit("declaration.submitted", pending.id, {
@@ -183,7 +186,8 @@ def approve(engine: Engine, principal: Principal, declaration_id: str, *, now: d
         tree = records.load_tree(unit.conn)
         scheme = scheme_of(records.load_schemes(unit.conn), current.scheme)
         if current.status is Status.PENDING:
-            access.may_approve(principal, tree, current, current.created_by)
+            access.may_approve(principal, tree, current, current.created_by,
+                               access.at_stake(current, _replaced(unit, current)))
             if revision is not None and revision != current.revision:
                 raise Conflict(f"declaration {declaration_id!r} changed after you read it "
                                f"(revision {current.revision}, you approved {revision})",
@@ -194,7 +198,8 @@ def approve(engine: Engine, principal: Principal, declaration_id: str, *, now: d
             records.mark_published(unit.conn, result)
             return result
         if current.cancel_request is not None:
-            access.may_approve(principal, tree, current, current.cancel_request.by)
+            access.may_approve(principal, tree, current, current.cancel_request.by,
+                               current.areas)
             asked = current.cancel_request
             unit.audit("cancellation.approved", current.id, {"asked_by": asked.by})
             records.delete_cancel_request(unit.conn, current.id)
@@ -213,14 +218,16 @@ def reject(engine: Engine, principal: Principal, declaration_id: str, *, reason:
         current = _load(unit, declaration_id)
         tree = records.load_tree(unit.conn)
         if current.status is Status.PENDING:
-            access.may_approve(principal, tree, current, current.created_by)
+            access.may_approve(principal, tree, current, current.created_by,
+                               access.at_stake(current, _replaced(unit, current)))
             result = rejected(current, reason=reason, now=now, actor=principal.actor)
             records.update_unpublished(unit.conn, result)
             unit.audit("declaration.rejected", result.id, {
                 "author": result.created_by, "reason": reason.strip()})
             return result
         if current.cancel_request is not None:
-            access.may_approve(principal, tree, current, current.cancel_request.by)
+            access.may_approve(principal, tree, current, current.cancel_request.by,
+                               current.areas)
             records.delete_cancel_request(unit.conn, current.id)
             unit.audit("cancellation.rejected", current.id, {
                 "asked_by": current.cancel_request.by, "reason": reason.strip()})
@@ -292,14 +299,8 @@ def desk(engine: Engine, principal: Principal, *, now: datetime) -> Desk:
                                                             Status.REJECTED])
         live = records.load_declarations(conn, statuses=[Status.PUBLISHED])
     mine = [d for d in waiting.values() if d.created_by == principal.actor]
-    to_decide = []
-    if principal.has(Scope.APPROVE):
-        asking = [d for d in waiting.values() if d.status is Status.PENDING]
-        asking += [d for d in live.values() if d.cancel_request is not None]
-        for d in asking:
-            author = d.cancel_request.by if d.cancel_request else d.created_by
-            if author != principal.actor and not access.outside(principal, tree, d.areas):
-                to_decide.append(d)
+    to_decide = [d for d in [*waiting.values(), *live.values()]
+                 if _may_decide(principal, tree, d, live)]
     replacers: dict[str, list[Declaration]] = {}
     for d in live.values():
         for old in d.replaces:
@@ -310,20 +311,42 @@ def desk(engine: Engine, principal: Principal, *, now: datetime) -> Desk:
     return Desk(mine, to_decide, sorted(active, key=lambda d: d.effective or d.created_at))
 
 
+def _may_decide(principal: Principal, tree: AreaTree, d: Declaration,
+                published: dict[str, Declaration]) -> bool:
+    """Whether `principal` may approve or reject `d` (a pending declaration or cancellation)."""
+    if d.status is Status.PENDING:
+        author = d.created_by
+        areas = access.at_stake(d, [published[i] for i in d.replaces if i in published])
+    elif d.cancel_request is not None:
+        author, areas = d.cancel_request.by, list(d.areas)
+    else:
+        return False
+    try:
+        access.may_approve(principal, tree, d, author, areas)
+    except TocsinError:
+        return False
+    return True
+
+
 def _holds(d: Declaration, replacers: list[Declaration], now: datetime) -> bool:
     end = end_of(d, replacers)
     return end is None or end > now
 
 
 def get(engine: Engine, principal: Principal, declaration_id: str) -> Declaration:
-    """One declaration for the console: published ones to anyone signed in; drafts, pending
-    and rejected ones to their author and to those who may decide on them."""
+    """One declaration for the console: published ones to anyone signed in; drafts to their
+    author; pending and rejected ones to their author and to those who may decide on them."""
     check_current(engine)
     with reading(engine) as conn:
         found = records.load_declarations(conn, ids=[declaration_id])
+        d = found.get(declaration_id)
         tree = records.load_tree(conn)
-    d = found.get(declaration_id)
-    if d is None or (not d.is_published and d.created_by != principal.actor and not (
-            principal.has(Scope.APPROVE) and not access.outside(principal, tree, d.areas))):
+        published = (records.load_declarations(conn, ids=list(d.replaces),
+                                               statuses=[Status.PUBLISHED])
+                     if d is not None else {})
+    if d is None or not (
+            d.is_published or d.created_by == principal.actor
+            or (d.status is not Status.DRAFT and _may_decide(
+                principal, tree, replace(d, status=Status.PENDING), published))):
         raise unknown("declaration", declaration_id, (), "see the console's list")
     return d

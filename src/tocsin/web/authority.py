@@ -97,14 +97,15 @@ class AuthorityApi:
         return await run_in_threadpool(partial(fn, *args, **kwargs))
 
     async def principal(self, request: Request) -> Principal:
-        key = client_key(request)
-        self.limiter.take(key, now())
         header = request.headers.get("authorization", "")
         kind, _, value = header.partition(" ")
         if kind.lower() != "bearer" or not value.strip():
+            # Asking without credentials guesses nothing: answered before any limit.
             raise Unauthenticated("no bearer token given",
                                   "send 'Authorization: Bearer tocsin_…'; make one with "
                                   "'tocsin tokens create' or in the console")
+        key = client_key(request)
+        self.limiter.take(key, now())
         try:
             found = await self.run(people.authenticate_token, self.engine, value.strip(),
                                    now=now())
@@ -319,14 +320,36 @@ def routes(api: AuthorityApi) -> list[Route]:
         (f"{p}/audit", api.audit, ["GET"]),
         (f"{p}/audit/verify", api.verify, ["GET"]),
     ]
-    return [Route(path, _guarded(fn), methods=methods) for path, fn, methods in table]
+    return grouped([(path, _guarded(fn), methods) for path, fn, methods in table])
+
+
+def grouped(table: list[tuple[str, Endpoint, list[str]]]) -> list[Route]:
+    """One route per path, dispatching on the method, so a 405 names every allowed one."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for path, fn, methods in table:
+        for method in methods:
+            by_path.setdefault(path, {})[method] = fn
+            if method == "GET":
+                by_path[path]["HEAD"] = fn
+
+    def dispatcher(handlers: dict[str, Endpoint]) -> Endpoint:
+        async def dispatch(request: Request) -> Response:
+            return await handlers[request.method](request)
+        return dispatch
+
+    return [Route(path, dispatcher(handlers), methods=list(handlers))
+            for path, handlers in by_path.items()]
 
 
 def not_found(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 404)
     if code == 405:
-        return error_response(Refusal(405, f"{request.method} is not allowed on "
-                                      f"{request.url.path}", "see /openapi.json"))
+        response = error_response(Refusal(405, f"{request.method} is not allowed on "
+                                          f"{request.url.path}", "see /openapi.json"))
+        allow = (getattr(exc, "headers", None) or {}).get("Allow")
+        if allow:
+            response.headers["allow"] = allow
+        return response
     return error_response(Refusal(404, f"there is nothing at {request.url.path}",
                                   "see /openapi.json"))
 

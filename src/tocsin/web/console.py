@@ -38,7 +38,7 @@ from tocsin.render.console_text import texts
 from tocsin.render.errors import Refusal, status_of
 from tocsin.service import authority, people, queries
 from tocsin.service.queries import World
-from tocsin.web.authority import client_key, now, read_body
+from tocsin.web.authority import client_key, grouped, now, read_body
 from tocsin.web.guard import PRIVATE_HEADERS, Limiter
 from tocsin.web.site import negotiate
 
@@ -244,8 +244,8 @@ class Console:
                             if i in world.declarations]
                 shown = views.preview(
                     world, candidate, now=now(), lang=lang, cap_sender=self.cap_sender,
-                    needs_approval=access.needs_approval(scheme, scheme.approval, candidate,
-                                                         replaced))
+                    needs_approval=access.needs_approval(scheme, scheme.approval, world.tree,
+                                                         candidate, replaced))
                 return self._declaration_form(request, s, world, fields, title, action,
                                               preview=shown, editing=editing)
             if editing is not None:
@@ -274,7 +274,7 @@ class Console:
         shown = views.preview(world, d, now=now(), lang=lang, cap_sender=self.cap_sender,
                               needs_approval=d.status is Status.PENDING or (
                                   d.status is Status.DRAFT and access.needs_approval(
-                                      scheme, scheme.approval, d, replaced)))
+                                      scheme, scheme.approval, world.tree, d, replaced)))
         may = _may(p, world, d)
         return self.page(request, views.render(
             "declaration.html",
@@ -427,7 +427,7 @@ def _candidate(engine: Engine, world: World, p: Principal, req: Any, *,
     d = publish_as(req, id="preview", scheme=scheme, tree=world.tree, known={}, now=now,
                    actor=p.actor, publish=False)
     replaced = [world.declarations[i] for i in d.replaces if i in world.declarations]
-    access.may_draft(p, world.tree, [*d.areas, *(a for r in replaced for a in r.areas)])
+    access.may_draft(p, world.tree, access.at_stake(d, replaced))
     return d
 
 
@@ -527,11 +527,13 @@ def _may(p: Principal, world: World, d: Declaration) -> dict[str, bool]:
     mine = d.created_by == p.actor
     unpublished = d.status in (Status.DRAFT, Status.PENDING)
     asker = d.cancel_request.by if d.cancel_request else d.created_by
+    replaced = [world.declarations[i] for i in d.replaces if i in world.declarations]
+    stake = access.at_stake(d, replaced) if d.status is Status.PENDING else list(d.areas)
     return {
         "edit": mine and unpublished and p.has(Scope.DECLARE),
         "submit": mine and d.status is Status.DRAFT and p.has(Scope.DECLARE),
         "decide": (d.status is Status.PENDING or d.cancel_request is not None) and ok(
-            lambda: access.may_approve(p, tree, d, asker)),
+            lambda: access.may_approve(p, tree, d, asker, stake)),
         "cancel": d.is_published and d.cancellation is None and d.cancel_request is None
         and ok(lambda: access.may_cancel(p, tree, d)),
         "extend": d.is_published and d.cancellation is None and p.has(Scope.DECLARE),
@@ -577,4 +579,4 @@ def routes(engine: Engine, limiter: Limiter) -> list[Route]:
         (f"{CONSOLE}/tokens/{{id}}/revoke", c.token_post, ["POST"]),
         (f"{CONSOLE}/audit", c.audit, ["GET"]),
     ]
-    return [Route(path, _guarded(c, fn), methods=methods) for path, fn, methods in table]
+    return grouped([(path, _guarded(c, fn), methods) for path, fn, methods in table])
