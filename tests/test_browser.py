@@ -32,10 +32,12 @@ from sqlalchemy import Engine
 from tests.web_server import running
 
 from tocsin import demo
+from tocsin.domain.access import Role
 from tocsin.domain.declaration import DeclarationRequest, Statement
 from tocsin.domain.times import parse_instant
+from tocsin.ingest.areas import read_areas_csv
 from tocsin.render import i18n
-from tocsin.service import commands
+from tocsin.service import commands, people
 from tocsin.store.database import connect
 from tocsin.web.app import create_app
 
@@ -245,3 +247,89 @@ def test_without_javascript_the_levels_show_and_the_history_form_works(
         shot(page, "10-nojs-history-en-KZ-75")
     finally:
         page.context.close()
+
+
+def sign_in(page: Page, name: str, password: str) -> None:
+    page.goto("/console")
+    expect(page).to_have_url(re.compile(r"/console/login"))
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
+
+
+@pytest.fixture
+def authority_base(tmp_path: Path) -> Iterator[str]:
+    """A fresh database with an issuer and an approver for the Almaty region, served."""
+    engine = connect(f"sqlite:///{tmp_path}/authority.sqlite3")
+    at = datetime.now(UTC)
+    commands.initialise(engine, now=at, actor="local-operator:test")
+    commands.import_areas(engine, read_areas_csv(demo.kazakhstan_areas_file()), now=at,
+                          actor="local-operator:test")
+    for name, role in (("aigerim", Role.ISSUER), ("nurlan", Role.APPROVER)):
+        people.add_user(engine, name, PASSWORD, [role], ["KZ-19"], break_glass=False, now=at,
+                        by=None, actor="local-operator:test")
+    with running(create_app(engine)) as base:
+        yield base
+    engine.dispose()
+
+
+PASSWORD = "a long test passphrase"
+
+
+def test_two_people_put_almaty_region_on_high_through_the_console(
+        browser: Browser, authority_base: str) -> None:
+    """The two-person rule end to end: an issuer for the Almaty region drafts high and
+    submits; it waits; an approver reads the same preview and approves; the public page
+    shows it."""
+    base_url, password = authority_base, PASSWORD
+    issuer = new_page(browser, base_url)
+    approver = new_page(browser, base_url)
+    reader = new_page(browser, base_url)
+    issuer_console, approver_console = Console(issuer), Console(approver)
+    try:
+        sign_in(issuer, "aigerim", password)
+        issuer.get_by_role("link", name="Declare").click()
+        issuer.get_by_label("Level").select_option("kz-terror/high")
+        expect(issuer.get_by_role("checkbox", name=re.compile("Astana"))).to_be_disabled()
+        issuer.get_by_role("checkbox", name=re.compile("KZ-19")).check()
+        headline = "High terrorism threat level in the Almaty region"
+        issuer.locator("#text-en-headline").fill(headline)
+        issuer.locator("#text-en-instructions").fill("Avoid crowded places.")
+        issuer.get_by_role("button", name="Preview").click()
+        preview = issuer.locator("section.preview")
+        expect(preview).to_contain_text("Needs a second person's approval")
+        expect(preview.locator(".public-preview h1")).to_have_text(headline)
+        expect(preview.locator("pre.cap")).to_contain_text("<severity>Severe</severity>")
+        shot(issuer, "10-console-issuer-preview")
+        issuer.get_by_role("button", name="Submit").click()
+        expect(issuer.locator("dl.workflow")).to_contain_text("waiting for approval")
+        declaration_id = issuer.url.rsplit("/", 1)[-1]
+        expect(issuer.get_by_role("button", name="Approve and publish")).to_have_count(0)
+
+        reader.goto("/en/areas/KZ-19")
+        live_level = reader.locator('section[data-scheme="kz-terror"] p.level')
+        expect(live_level).to_have_text("No level")
+
+        sign_in(approver, "nurlan", password)
+        waiting = approver.locator("table.rows").filter(has_text="Waiting for my decision")
+        waiting.get_by_role("link", name=declaration_id).click()
+        expect(approver.locator(".public-preview h1")).to_have_text(headline)
+        shot(approver, "11-console-approver-reads")
+        approver.get_by_role("button", name="Approve and publish").click()
+        expect(approver.locator("dl.workflow")).to_contain_text("published")
+
+        # The reader's open page (JavaScript on) updates itself from /events.
+        expect(live_level).to_contain_text("High", timeout=WAIT_MS)
+        reader.context.close()
+        reader = new_page(browser, base_url, javascript=False)  # a fresh cache
+        reader.goto("/en/areas/KZ-19")
+        expect(reader.locator('section[data-scheme="kz-terror"] p.level')).to_contain_text(
+            "High")
+        reader.goto(f"/en/declarations/{declaration_id}")
+        expect(reader.locator("h1")).to_have_text(headline)
+        shot(reader, "12-public-after-approval")
+        assert issuer_console.errors == [] and approver_console.errors == []
+    finally:
+        for page in (issuer, approver, reader):
+            page.context.close()

@@ -36,6 +36,7 @@ from tocsin.render import urls
 from tocsin.render.console import CONSOLE, Chrome
 from tocsin.render.console_text import texts
 from tocsin.render.errors import Refusal, status_of
+from tocsin.render.i18n import language_name
 from tocsin.service import authority, people, queries
 from tocsin.service.queries import World
 from tocsin.web.authority import client_key, grouped, now, read_body
@@ -216,7 +217,8 @@ class Console:
             levels=_level_options(world, lang),
             areas=[(code, depth, name, not access.outside(p, world.tree, [code]))
                    for code, depth, name in _area_options(world, lang)],
-            languages=_text_languages(world), zones=_zones(world), preview=preview,
+            languages=[(code, language_name(code, lang)) for code in _text_languages(world)],
+            zones=_zones(world), preview=preview,
             problem=problem, editing=editing, break_glass=p.break_glass)
         return self.page(request, html, status_of(problem) if problem else 200)
 

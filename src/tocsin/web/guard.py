@@ -30,7 +30,7 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 """Sent with every answer, public and private."""
 PRIVATE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
 ]
 """Sent with authority answers instead of the public caching headers."""
 
