@@ -105,6 +105,8 @@ class Declaration:
     """The reason given when it was published without a second person."""
     rejection: Rejection | None = None
     cancel_request: CancelRequest | None = None
+    cap_sender: str | None = None
+    """The CAP <sender> its alert carries, fixed when it is published."""
 
     @property
     def is_published(self) -> bool:

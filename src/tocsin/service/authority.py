@@ -36,6 +36,7 @@ from tocsin.service.commands import (
     new_declaration_id,
     record_declaration,
     scheme_of,
+    stamped,
 )
 from tocsin.store import records
 from tocsin.store.database import check_current, reading
@@ -121,8 +122,8 @@ def _publish(unit: Change, d: Declaration, scheme: Scheme, tree: AreaTree, actor
     checked = publish_as(request_of(d), id=d.id, scheme=scheme, tree=tree,
                          known=known_declarations(unit, d.replaces), now=unit.now,
                          actor=actor, publish=True)
-    result = replace(published(d, now=unit.now, actor=actor), effective=checked.effective,
-                     break_glass=break_glass)
+    result = stamped(replace(published(d, now=unit.now, actor=actor),
+                             effective=checked.effective, break_glass=break_glass))
     record_declaration(unit, result, tree)
     return result
 

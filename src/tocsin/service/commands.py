@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from tocsin import settings
 from tocsin.domain.area import Area, AreaTree
 from tocsin.domain.declaration import (
     Declaration,
@@ -123,6 +124,13 @@ def import_areas(engine: Engine, areas: Sequence[Area], *, now: datetime,
         return AreasReport(created, updated, unchanged)
 
 
+def stamped(d: Declaration) -> Declaration:
+    """A declaration being published, with the CAP sender its alert will carry for good."""
+    if not d.is_published or d.cap_sender is not None:
+        return d
+    return replace(d, cap_sender=settings.read().cap_sender)
+
+
 def new_declaration_id(now: datetime) -> str:
     """A short, unguessable, date-prefixed id: 20220107-3fa9c2d1."""
     return f"{now:%Y%m%d}-{secrets.token_hex(4)}"
@@ -153,8 +161,9 @@ def declare(
                 new_id = new_declaration_id(now)
                 while records.declaration_exists(unit.conn, new_id):
                     new_id = new_declaration_id(now)
-                declaration = publish_as(request, id=new_id, scheme=scheme, tree=tree,
-                                         known=known, now=now, actor=actor, publish=publish)
+                declaration = stamped(publish_as(request, id=new_id, scheme=scheme, tree=tree,
+                                                 known=known, now=now, actor=actor,
+                                                 publish=publish))
             records.insert_declaration(unit.conn, declaration)
             record_declaration(unit, declaration, tree)
             made.append(declaration)
@@ -180,7 +189,8 @@ def publish(engine: Engine, ids: Sequence[str], *, now: datetime, actor: str) ->
                                      scheme=scheme_of(schemes, draft.scheme), tree=tree,
                                      known=known_declarations(unit, draft.replaces), now=now,
                                      actor=actor, publish=True)
-            declaration = replace(checked, created_at=draft.created_at, created_by=draft.created_by)
+            declaration = stamped(replace(checked, created_at=draft.created_at,
+                                          created_by=draft.created_by))
             records.mark_published(unit.conn, declaration)
             record_declaration(unit, declaration, tree)
             done.append(declaration)

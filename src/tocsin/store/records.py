@@ -151,6 +151,7 @@ def load_declarations(
             revision=row.revision,
             submitted_at=row.submitted_at,
             break_glass=row.break_glass,
+            cap_sender=row.cap_sender,
             rejection=(Rejection(row.rejected_at, row.rejected_reason or "", row.rejected_by or "")
                        if row.rejected_at is not None else None),
             cancel_request=asked.get(row.id),
@@ -174,6 +175,7 @@ def insert_declaration(conn: Connection, d: Declaration) -> None:
         sender=d.sender, created_at=d.created_at, created_by=d.created_by,
         published_at=d.published_at, published_by=d.published_by,
         revision=d.revision, submitted_at=d.submitted_at, break_glass=d.break_glass,
+        cap_sender=d.cap_sender,
     ))
     _insert_links(conn, d)
 
@@ -198,7 +200,7 @@ def mark_published(conn: Connection, d: Declaration) -> None:
                  .where(t.declarations.c.id == d.id, t.declarations.c.status.in_(UNPUBLISHED))
                  .values(status=d.status.value, effective_at=d.effective,
                          published_at=d.published_at, published_by=d.published_by,
-                         break_glass=d.break_glass))
+                         break_glass=d.break_glass, cap_sender=d.cap_sender))
 
 
 def update_unpublished(conn: Connection, d: Declaration) -> None:

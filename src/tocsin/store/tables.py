@@ -120,6 +120,7 @@ declarations = Table(
     Column("rejected_at", UTCDateTime, nullable=True),
     Column("rejected_by", Text, nullable=True),
     Column("rejected_reason", Text, nullable=True),
+    Column("cap_sender", Text, nullable=True),
     Index("ix_declarations_scheme_status", "scheme", "status"),
 )
 
@@ -155,6 +156,38 @@ cancel_requests = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("reason", Text, nullable=False),
     Column("actor", Text, nullable=False),
+)
+
+cap_messages = Table(
+    "cap_messages",
+    metadata,
+    Column("sender", Text, primary_key=True),
+    Column("identifier", Text, primary_key=True),
+    Column("sent", UTCDateTime, nullable=False),
+    Column("msg_type", String(16), nullable=False),
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), nullable=True,
+           index=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("document", Text, nullable=False),
+)
+"""CAP messages imported from other authorities: each (sender, identifier) once."""
+
+websub_subscriptions = Table(
+    "websub_subscriptions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("callback", Text, nullable=False),
+    Column("secret", Text, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("last_delivery_at", UTCDateTime, nullable=True),
+    Column("last_status", Text, nullable=True),
+    Index("ix_websub_subscriptions_topic_callback", "topic", "callback", unique=True),
 )
 
 users = Table(
