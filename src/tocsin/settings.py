@@ -39,13 +39,19 @@ CAP_SENDER = Setting(
     "The CAP <sender> of exported alerts: a stable address of the authority without spaces "
     "or commas, e.g. an e-mail address or a WMO-register OID as urn:oid:….",
 )
+PUBLIC_URL = Setting(
+    "TOCSIN_PUBLIC_URL",
+    lambda: "http://127.0.0.1:8000",
+    "The public address of the site, for absolute links in feeds, CAP alerts and WebSub "
+    "(topics are these URLs), e.g. https://levels.example.kz.",
+)
 RATE_LIMIT = Setting(
     "TOCSIN_RATE_LIMIT",
     lambda: "300",
     "Requests a minute one client may make to the authority API and console (bursts of a "
     "fifth of that are allowed); past it the answer is 429 with Retry-After.",
 )
-ALL = (DATABASE_URL, SENDER, CAP_SENDER, RATE_LIMIT)
+ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, RATE_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Settings:
     database_url: str
     sender: str
     cap_sender: str = "tocsin"
+    public_url: str = "http://127.0.0.1:8000"
     rate_limit: int = 300
 
 
@@ -73,7 +80,12 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
     if any(c in cap_sender for c in " ,<&"):
         raise InvalidInput(f"{CAP_SENDER.name}={cap_sender!r} has a space, comma, '<' or '&'",
                            "CAP forbids them in <sender>; e.g. alerts@example.gov")
+    public_url = get(PUBLIC_URL).rstrip("/")
+    if not public_url.startswith(("http://", "https://")) or " " in public_url:
+        raise InvalidInput(f"{PUBLIC_URL.name}={public_url!r} is not an http(s) address",
+                           "give the site's address, e.g. https://levels.example.kz")
     return Settings(database_url=url, sender=get(SENDER), cap_sender=cap_sender,
+                    public_url=public_url,
                     rate_limit=int(rate))
 
 
