@@ -27,6 +27,7 @@ class Change:
         self.actor = actor
         self._last = records.last_audit_entry(conn)
         self.entries: list[AuditEntry] = []
+        self.public = False
 
     def audit(self, action: str, subject: str, details: Mapping[str, Any]) -> AuditEntry:
         """Append an entry to the hash chain, in this transaction."""
@@ -37,8 +38,12 @@ class Change:
         return entry
 
     def emit(self, topic: str, payload: Mapping[str, Any]) -> None:
-        """Queue an event in the outbox, tied to the latest audit entry of this change."""
+        """Queue an event in the outbox, tied to the latest audit entry of this change.
+
+        Every event is about something the public sees, so the public change time moves.
+        """
         assert self._last is not None, "audit the change before emitting its events"
+        self.public = True
         self.conn.execute(insert(t.outbox).values(
             created_at=self.now, topic=topic, payload=dict(payload), audit_seq=self._last.seq))
 
@@ -46,9 +51,11 @@ class Change:
         if not self.entries:
             return
         head = self.entries[-1]
-        self.conn.execute(update(t.state).where(t.state.c.id == 1).values(
-            version=t.state.c.version + 1, audit_seq=head.seq, audit_hash=head.hash,
-            changed_at=self.now))
+        values: dict[str, Any] = {"version": t.state.c.version + 1, "audit_seq": head.seq,
+                                  "audit_hash": head.hash, "changed_at": self.now}
+        if self.public:
+            values["public_changed_at"] = self.now
+        self.conn.execute(update(t.state).where(t.state.c.id == 1).values(**values))
         if self.conn.dialect.name == "postgresql":
             self.conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 

@@ -73,7 +73,10 @@ state = Table(
     Column("audit_seq", BigInteger, nullable=False),
     Column("audit_hash", String(64), nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
+    Column("public_changed_at", UTCDateTime, nullable=True),
 )
+"""`changed_at` moves with every audited change; `public_changed_at` only with changes the
+public sees (declarations, schemes, areas), so their documents keep their bytes otherwise."""
 
 schemes = Table(
     "schemes",
@@ -187,6 +190,7 @@ websub_subscriptions = Table(
     Column("lease_expires_at", UTCDateTime, nullable=True),
     Column("last_delivery_at", UTCDateTime, nullable=True),
     Column("last_status", Text, nullable=True),
+    Column("last_etag", Text, nullable=True),
     Index("ix_websub_subscriptions_topic_callback", "topic", "callback", unique=True),
 )
 

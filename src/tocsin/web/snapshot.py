@@ -65,7 +65,7 @@ def read_version(engine: Engine) -> tuple[int, datetime, AuditHead | None]:
         state = records.read_state(conn)
         head = (AuditHead(int(state.audit_seq), state.audit_hash, state.changed_at)
                 if state.audit_seq else None)
-        return int(state.version), state.changed_at, head
+        return int(state.version), state.public_changed_at or state.changed_at, head
 
 
 def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True) -> Snapshot:

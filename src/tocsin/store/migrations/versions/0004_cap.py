@@ -1,4 +1,5 @@
-"""CAP in and out: the CAP sender fixed at publication, imported messages, WebSub subscribers.
+"""CAP in and out: the CAP sender fixed at publication, imported messages, WebSub subscribers,
+and the time of the last change the public sees.
 
 Revision ID: 0004
 Revises: 0003
@@ -16,6 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("state") as batch:
+        batch.add_column(sa.Column("public_changed_at", UTCDateTime, nullable=True))
+    op.execute("UPDATE state SET public_changed_at = changed_at")
     with op.batch_alter_table("declarations") as batch:
         batch.add_column(sa.Column("cap_sender", sa.Text, nullable=True))
     op.create_table(
@@ -46,6 +50,7 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", UTCDateTime, nullable=True),
         sa.Column("last_delivery_at", UTCDateTime, nullable=True),
         sa.Column("last_status", sa.Text, nullable=True),
+        sa.Column("last_etag", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_websub_subscriptions"),
     )
     op.create_index("ix_websub_subscriptions_topic_callback", "websub_subscriptions",
@@ -57,3 +62,5 @@ def downgrade() -> None:
     op.drop_table("cap_messages")
     with op.batch_alter_table("declarations") as batch:
         batch.drop_column("cap_sender")
+    with op.batch_alter_table("state") as batch:
+        batch.drop_column("public_changed_at")
