@@ -123,7 +123,7 @@ def test_alert_has_one_info_per_language_in_the_schemes_order(
     declaration = declare(scheme, tree, areas=("KZ-75", "KZ-71"))
     root = render(declaration, scheme, tree, schema, permalink="https://tocsin.kz/d/1")
     assert root.findtext("cap:identifier", namespaces=NS) == f"{SENDER}.20220107-0001"
-    assert root.findtext("cap:sent", namespaces=NS) == "2022-01-07T03:00:00+00:00"
+    assert root.findtext("cap:sent", namespaces=NS) == "2022-01-07T03:00:00-00:00"
     assert texts(root, "cap:msgType") == ["Alert"] and texts(root, "cap:scope") == ["Public"]
     assert root.find("cap:references", NS) is None
     infos = root.findall("cap:info", NS)
@@ -137,7 +137,7 @@ def test_alert_has_one_info_per_language_in_the_schemes_order(
     assert pairs(en, "eventCode") == [("tocsin:scheme", "kz-terror"), ("tocsin:level", "critical")]
     assert pairs(en, "parameter") == [("level", "critical"), ("colour", "#D7191C"),
                                       ("measures", "Checkpoints on all roads.")]
-    assert en.findtext("cap:effective", namespaces=NS) == "2022-01-07T03:00:00+00:00"
+    assert en.findtext("cap:effective", namespaces=NS) == "2022-01-07T03:00:00-00:00"
     assert en.findtext("cap:senderName", namespaces=NS) == "Counter-terrorism authorities"
     assert en.findtext("cap:description", namespaces=NS) == "Shots were fired."
     assert en.findtext("cap:instruction", namespaces=NS) == "Stay at home."
@@ -181,9 +181,9 @@ def test_update_lists_the_messages_it_replaces(
     root = render(second, scheme, tree, schema, msg_type=MsgType.UPDATE, references=earlier)
     assert root.findtext("cap:msgType", namespaces=NS) == "Update"
     assert root.findtext("cap:references", namespaces=NS) == (
-        f"{SENDER},{SENDER}.20220107-0001,2022-01-07T03:00:00+00:00 "
-        "kz.other,kz.other.9,2022-01-06T17:30:15+00:00")
-    assert root.findtext("cap:sent", namespaces=NS) == "2022-01-13T12:00:00+00:00"
+        f"{SENDER},{SENDER}.20220107-0001,2022-01-07T03:00:00-00:00 "
+        "kz.other,kz.other.9,2022-01-06T17:30:15-00:00")
+    assert root.findtext("cap:sent", namespaces=NS) == "2022-01-13T12:00:00-00:00"
     assert root.findtext("cap:info/cap:severity", namespaces=NS) == "Severe"
 
 
@@ -246,7 +246,7 @@ def test_expires_only_when_the_declaration_ends(
         scheme: Scheme, tree: AreaTree, schema: etree.XMLSchema, expires: datetime | None) -> None:
     root = render(declare(scheme, tree, expires=expires), scheme, tree, schema)
     found = texts(root, "cap:info/cap:expires")
-    assert found == ([] if expires is None else ["2022-01-17T03:00:00+00:00"] * 3)
+    assert found == ([] if expires is None else ["2022-01-17T03:00:00-00:00"] * 3)
 
 
 def test_level_texts_fill_what_the_statement_leaves_out(
@@ -304,7 +304,7 @@ def test_identifiers_and_references_refuse_spaces_and_commas() -> None:
     with pytest.raises(InvalidInput, match="referenced identifier 'x,y'"):
         Reference(SENDER, "x,y", JAN_7)
     assert Reference(SENDER, "x", datetime(2022, 1, 7, 9, tzinfo=timezone(
-        timedelta(hours=6)))).text == f"{SENDER},x,2022-01-07T03:00:00+00:00"
+        timedelta(hours=6)))).text == f"{SENDER},x,2022-01-07T03:00:00-00:00"
 
 
 def test_unknown_area_and_other_scheme_are_refused(scheme: Scheme, tree: AreaTree) -> None:

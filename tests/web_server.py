@@ -20,9 +20,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(app: TocsinApp) -> Iterator[str]:
+def running(app: TocsinApp, port: int | None = None) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 until the block ends; yields the base URL."""
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on", access_log=False)
     server = uvicorn.Server(config)

@@ -45,13 +45,19 @@ PUBLIC_URL = Setting(
     "The public address of the site, for absolute links in feeds, CAP alerts and WebSub "
     "(topics are these URLs), e.g. https://levels.example.kz.",
 )
+ALLOW_PRIVATE_TARGETS = Setting(
+    "TOCSIN_ALLOW_PRIVATE_TARGETS",
+    lambda: "0",
+    "1 lets WebSub callbacks (and webhooks) point at private or loopback addresses; keep 0 "
+    "on a public server so that tocsin cannot be used to reach inside your network.",
+)
 RATE_LIMIT = Setting(
     "TOCSIN_RATE_LIMIT",
     lambda: "300",
     "Requests a minute one client may make to the authority API and console (bursts of a "
     "fifth of that are allowed); past it the answer is 429 with Retry-After.",
 )
-ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, RATE_LIMIT)
+ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, ALLOW_PRIVATE_TARGETS, RATE_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Settings:
     sender: str
     cap_sender: str = "tocsin"
     public_url: str = "http://127.0.0.1:8000"
+    allow_private_targets: bool = False
     rate_limit: int = 300
 
 
@@ -84,8 +91,12 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
     if not public_url.startswith(("http://", "https://")) or " " in public_url:
         raise InvalidInput(f"{PUBLIC_URL.name}={public_url!r} is not an http(s) address",
                            "give the site's address, e.g. https://levels.example.kz")
+    private = get(ALLOW_PRIVATE_TARGETS)
+    if private not in ("0", "1"):
+        raise InvalidInput(f"{ALLOW_PRIVATE_TARGETS.name}={private!r} is not 0 or 1",
+                           "write 1 to allow private targets, 0 (the default) to refuse them")
     return Settings(database_url=url, sender=get(SENDER), cap_sender=cap_sender,
-                    public_url=public_url,
+                    public_url=public_url, allow_private_targets=private == "1",
                     rate_limit=int(rate))
 
 

@@ -12,6 +12,7 @@ from tocsin import settings
 from tocsin.cli import context as ctx
 from tocsin.cli import views
 from tocsin.cli.areas import app as areas_app
+from tocsin.cli.cap import app as cap_app
 from tocsin.cli.demo import run_demo
 from tocsin.cli.people import tokens_app, users_app
 from tocsin.cli.schemes import app as schemes_app
@@ -38,6 +39,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(areas_app, name="areas")
+app.add_typer(cap_app, name="cap")
 app.add_typer(schemes_app, name="schemes")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")

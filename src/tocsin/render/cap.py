@@ -38,11 +38,12 @@ class MsgType(StrEnum):
 
 
 def cap_time(value: datetime, what: str = "time") -> str:
-    """CAP's time text in UTC, whole seconds: 2022-01-07T03:00:00+00:00 (never -00:00)."""
+    """CAP's time text in UTC, whole seconds: 2022-01-07T03:00:00-00:00 (CAP 1.2, 3.3.2,
+    writes UTC as -00:00)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} {value.isoformat()} has no UTC offset",
                            "pass a timezone-aware datetime, e.g. datetime(..., tzinfo=UTC)")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S-00:00")
 
 
 def check_token(value: str, what: str) -> str:

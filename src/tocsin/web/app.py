@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from tocsin import settings
 from tocsin.domain.errors import TocsinError
@@ -22,7 +23,7 @@ from tocsin.render import pages, urls
 from tocsin.render.console import CONSOLE
 from tocsin.render.errors import error_body, status_of
 from tocsin.store.database import connect
-from tocsin.web import authority, console
+from tocsin.web import authority, console, websub
 from tocsin.web.documents import HTML, JSON, Document, document
 from tocsin.web.guard import SECURITY_HEADERS, Limiter
 from tocsin.web.live import Broadcaster, Holder
@@ -198,9 +199,10 @@ class TocsinApp:
 
 
 def is_private(path: str) -> bool:
-    """The authority API and the console: signed-in people only, never cached or shared."""
+    """The authority API, the console and the WebSub hub: answered by the private app, never
+    cached or shared."""
     return (path.startswith(authority.PREFIX + "/") or path == authority.PREFIX
-            or path == CONSOLE or path.startswith(CONSOLE + "/"))
+            or path == CONSOLE or path.startswith(CONSOLE + "/") or path == websub.HUB_PATH)
 
 
 def _secured(send: Send) -> Send:
@@ -234,11 +236,15 @@ def create_app(engine: Engine, *, rate_limit: int | None = None) -> TocsinApp:
     """The application for one database; builds the first snapshot before returning."""
     per_minute = rate_limit or settings.read().rate_limit
     limiter = Limiter(per_minute=per_minute, burst=max(10, per_minute // 5))
+    holder = Holder(engine, Broadcaster())
+    hub = websub.Hub(engine, holder)
+    holder.listeners.append(hub.on_snapshot)
     private = Starlette(
         routes=[*authority.routes(authority.AuthorityApi(engine, limiter)),
-                *console.routes(engine, limiter)],
+                *console.routes(engine, limiter),
+                Route(websub.HUB_PATH, hub.endpoint, methods=["POST"])],
         exception_handlers={404: authority.not_found, 405: authority.not_found})
-    return TocsinApp(Holder(engine, Broadcaster()), private)
+    return TocsinApp(holder, private)
 
 
 def app_from_environment() -> TocsinApp:

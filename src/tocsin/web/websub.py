@@ -1,0 +1,204 @@
+"""tocsin as its own WebSub hub (W3C WebSub): subscribers confirm their intent, then every new
+version of a feed is pushed to them, signed with their secret when they gave one.
+
+Topics are the feeds' public URLs (TOCSIN_PUBLIC_URL + /feeds/…). Deliveries go straight from
+the server process; each is claimed in the database, so many processes push it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tocsin import settings
+from tocsin.domain.errors import InvalidInput, TocsinError
+from tocsin.render.errors import Refusal
+from tocsin.service import websub
+from tocsin.web.authority import error_response, read_body
+from tocsin.web.snapshot import Snapshot
+
+HUB_PATH = "/websub"
+FEEDS = "/feeds/"
+TIMEOUT = 10.0
+ATTEMPTS = (0.0, 2.0, 8.0)
+"""Seconds to wait before each delivery attempt."""
+MAX_SECRET = 199
+log = logging.getLogger("tocsin.websub")
+T = TypeVar("T")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_callback(url: str, *, allow_private: bool) -> str:
+    """A callback must be http(s) and, unless the operator allows it, not a private address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"hub.callback {url!r} is not an http(s) URL",
+                           "give the absolute URL the hub should call")
+    if allow_private:
+        return url
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except OSError:
+        raise InvalidInput(f"hub.callback host {parts.hostname!r} does not resolve",
+                           "check the host name") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise InvalidInput(f"hub.callback {url!r} points at a private address ({address})",
+                               "use a public address, or set TOCSIN_ALLOW_PRIVATE_TARGETS=1")
+    return url
+
+
+class Hub:
+    def __init__(self, engine: Engine, holder: Any) -> None:
+        self.engine = engine
+        self.holder = holder
+        config = settings.read()
+        self.public_url = config.public_url
+        self.allow_private = config.allow_private_targets
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return self.public_url + HUB_PATH
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_threadpool(partial(fn, *args, **kwargs))
+
+    def topic_path(self, topic: str) -> str:
+        """The feed path of a topic URL; InvalidInput for anything this hub does not serve."""
+        if not topic.startswith(self.public_url + FEEDS):
+            raise InvalidInput(f"hub.topic {topic!r} is not a feed of this site",
+                               f"use a feed URL under {self.public_url}{FEEDS}")
+        path = topic[len(self.public_url):].split("?")[0]
+        try:
+            self.holder.current.site.render(path)
+        except TocsinError:
+            raise InvalidInput(f"hub.topic {topic!r} is not a feed of this site",
+                               f"use a feed URL under {self.public_url}{FEEDS}") from None
+        return path
+
+    # -- the endpoint -------------------------------------------------------------------------
+
+    async def endpoint(self, request: Request) -> Response:
+        try:
+            return await self._subscribe(request)
+        except TocsinError as error:
+            return error_response(error)
+
+    async def _subscribe(self, request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/x-www-form-urlencoded":
+            raise Refusal(415, "a WebSub request is a form",
+                          "send application/x-www-form-urlencoded")
+        fields = dict(parse_qsl((await read_body(request)).decode("utf-8", "replace"),
+                                keep_blank_values=True))
+        mode = fields.get("hub.mode", "")
+        if mode not in ("subscribe", "unsubscribe"):
+            raise InvalidInput(f"hub.mode {mode!r} is not subscribe or unsubscribe",
+                               "send hub.mode=subscribe or hub.mode=unsubscribe")
+        topic = fields.get("hub.topic", "")
+        path = self.topic_path(topic)
+        callback = check_callback(fields.get("hub.callback", ""),
+                                  allow_private=self.allow_private)
+        secret = fields.get("hub.secret") or None
+        if secret is not None and len(secret.encode()) > MAX_SECRET:
+            raise InvalidInput("hub.secret is longer than 199 bytes", "use a shorter secret")
+        lease_text = fields.get("hub.lease_seconds")
+        if lease_text is not None and not lease_text.isdigit():
+            raise InvalidInput(f"hub.lease_seconds {lease_text!r} is not a whole number",
+                               "give seconds, e.g. 864000")
+        lease = websub.lease_for(int(lease_text) if lease_text else None)
+        self._spawn(self._verify(mode, topic, path, callback, secret, int(lease.total_seconds())))
+        return Response(status_code=202, headers={"cache-control": "no-store"})
+
+    async def _verify(self, mode: str, topic: str, path: str, callback: str,
+                      secret: str | None, lease_seconds: int) -> None:
+        """Ask the subscriber to confirm; act only when it echoes the challenge."""
+        challenge = secrets.token_urlsafe(24)
+        query = {"hub.mode": mode, "hub.topic": topic, "hub.challenge": challenge}
+        if mode == "subscribe":
+            query["hub.lease_seconds"] = str(lease_seconds)
+        joiner = "&" if urlsplit(callback).query else "?"
+        try:
+            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+                answer = await client.get(callback + joiner + urlencode(query))
+        except httpx.HTTPError as error:
+            log.info("verification of %s for %s failed: %s", callback, topic, error)
+            return
+        if not answer.is_success or answer.text.strip() != challenge:
+            log.info("%s did not confirm %s of %s", callback, mode, topic)
+            return
+        if mode == "unsubscribe":
+            await self._run(websub.remove, self.engine, topic, callback)
+            return
+        etag = self.holder.current.site.render(path).etag
+        await self._run(websub.activate, self.engine, topic, callback, secret,
+                        websub.lease_for(lease_seconds), now=now(), etag=etag)
+
+    # -- distribution -------------------------------------------------------------------------
+
+    async def on_snapshot(self, old: Snapshot, new: Snapshot) -> None:
+        """Push every feed whose bytes changed to its subscribers."""
+        for topic in await self._run(websub.topics, self.engine):
+            if not topic.startswith(self.public_url):
+                continue
+            path = topic[len(self.public_url):]
+            try:
+                doc = new.site.render(path)
+            except TocsinError:
+                continue
+            subscribers = await self._run(websub.due, self.engine, topic, doc.etag, now=now())
+            for subscription in subscribers:
+                if await self._run(websub.claim, self.engine, subscription, doc.etag):
+                    self._spawn(self._deliver(subscription, doc.body, doc.media_type))
+
+    async def _deliver(self, subscription: websub.Subscription, body: bytes,
+                       media_type: str) -> None:
+        headers = {"content-type": media_type,
+                   "link": f'<{self.url}>; rel="hub", <{subscription.topic}>; rel="self"'}
+        if subscription.secret:
+            digest = hmac.new(subscription.secret.encode(), body, hashlib.sha256).hexdigest()
+            headers["x-hub-signature"] = f"sha256={digest}"
+        status = "not delivered"
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            for pause in ATTEMPTS:
+                await asyncio.sleep(pause)
+                try:
+                    answer = await client.post(subscription.callback, content=body,
+                                               headers=headers)
+                except httpx.HTTPError as error:
+                    status = f"failed: {type(error).__name__}"
+                    continue
+                status = str(answer.status_code)
+                if answer.status_code == 410:
+                    await self._run(websub.record, self.engine, subscription.id, status,
+                                    now=now(), gone=True)
+                    return
+                if answer.is_success:
+                    break
+        await self._run(websub.record, self.engine, subscription.id, status, now=now())
