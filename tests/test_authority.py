@@ -147,8 +147,8 @@ def test_who_may_draft_and_submit_what(engine: Engine, who: Who, name: str, leve
 @pytest.mark.parametrize(("name", "target", "glass", "expected"), [
     ("issuer-almaty", "draft-75", None, Status.PUBLISHED),
     ("issuer-almaty", "draft-high-75", None, Status.PENDING),
-    ("issuer-kz", "draft-75", None, Forbidden),  # someone else's, though inside their areas
-    ("approver-almaty", "draft-75", None, Forbidden),
+    ("issuer-kz", "draft-75", None, NotFound),  # someone else's draft is invisible
+    ("approver-almaty", "draft-75", None, NotFound),
     ("issuer-almaty", "pending-75", None, Conflict),  # already waits for an approver
     ("issuer-almaty", "live-75", None, Forbidden),
     ("issuer-almaty", "rejected-75", None, Forbidden),
@@ -170,8 +170,8 @@ def test_only_the_author_submits_a_draft(engine: Engine, who: Who, ids: Ids, nam
     ("issuer-almaty", "pending-75", "KZ-75", Status.PENDING),
     ("issuer-almaty", "draft-75", "KZ-75", Status.DRAFT),
     ("issuer-almaty", "pending-75", "KZ", Forbidden),  # moved outside the jurisdiction
-    ("issuer-kz", "pending-75", "KZ-75", Forbidden),  # not the author
-    ("approver-almaty", "pending-75", "KZ-75", Forbidden),
+    ("issuer-kz", "pending-75", "KZ-75", NotFound),  # not the author, not a decider
+    ("approver-almaty", "pending-75", "KZ-75", Forbidden),  # sees it, but not the author
     ("issuer-almaty", "live-75", "KZ-75", Forbidden),
     ("issuer-almaty", "rejected-75", "KZ-75", Forbidden),
 ])
@@ -192,13 +192,13 @@ def test_only_the_author_edits_unpublished_work(engine: Engine, who: Who, ids: I
     ("approver-kz", "pending-kz", Status.PUBLISHED),
     ("both", "pending-75", Status.PUBLISHED),
     ("approver-kz", "pending-both", Status.PUBLISHED),
-    ("approver-almaty", "pending-kz", Forbidden),  # country-wide: outside Almaty city
+    ("approver-almaty", "pending-kz", NotFound),  # country-wide: not theirs to see
     ("both", "pending-both", Forbidden),  # two-person rule: not one's own
-    ("issuer-kz", "pending-75", Forbidden),
-    ("breaker", "pending-75", Forbidden),
-    ("auditor", "pending-75", Forbidden),
-    ("admin", "pending-75", Forbidden),
-    ("approver-kz", "draft-75", Conflict),  # nothing to decide on
+    ("issuer-kz", "pending-75", NotFound),
+    ("breaker", "pending-75", NotFound),
+    ("auditor", "pending-75", NotFound),
+    ("admin", "pending-75", NotFound),
+    ("approver-kz", "draft-75", NotFound),  # drafts are their author's alone
     ("approver-kz", "live-75", Conflict),
     ("approver-kz", "rejected-75", Conflict),
 ])
@@ -323,8 +323,9 @@ def test_an_approver_needs_the_areas_a_declaration_takes_over(engine: Engine, wh
                                                               ids: Ids) -> None:
     pending = authority.create(engine, who["issuer-kz"], request(
         "high", ("KZ-75",), replaces=(ids["live-kz"],)), now=NOW, submit=True).declaration
-    # approving it ends the country-wide level: not for an approver of Almaty city alone
-    attempt(engine, Forbidden, lambda: authority.approve(
+    # approving it ends the country-wide level: not for an approver of Almaty city alone,
+    # who does not even see it among the work waiting for them
+    attempt(engine, NotFound, lambda: authority.approve(
         engine, who["approver-almaty"], pending.id, now=NOW))
 
 
@@ -409,7 +410,7 @@ def test_who_sees_which_declaration_on_the_console(engine: Engine, who: Who, ids
 
 
 @pytest.mark.parametrize(("scopes", "action", "expected"), [
-    ({Scope.DECLARE}, "approve", Forbidden),  # the user may approve, the token may not
+    ({Scope.DECLARE}, "approve", NotFound),  # the token may not approve: nor see the work
     ({Scope.DECLARE}, "declare", Status.PUBLISHED),
     ({Scope.APPROVE}, "declare", Forbidden),
     ({Scope.APPROVE}, "approve", Status.PUBLISHED),

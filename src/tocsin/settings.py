@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tocsin.domain.errors import InvalidInput
@@ -13,6 +13,11 @@ from tocsin.domain.errors import InvalidInput
 def _default_database_url() -> str:
     data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return f"sqlite:///{data_home / 'tocsin' / 'tocsin.sqlite3'}"
+
+
+def _default_keys_dir() -> str:
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return str(data_home / "tocsin" / "keys")
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,23 @@ RATE_LIMIT = Setting(
     "Requests a minute one client may make to the authority API and console (bursts of a "
     "fifth of that are allowed); past it the answer is 429 with Retry-After.",
 )
-ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, ALLOW_PRIVATE_TARGETS, RATE_LIMIT)
+KEYS_DIR = Setting(
+    "TOCSIN_KEYS_DIR",
+    _default_keys_dir,
+    "The folder (mode 0700) of the signing keys: Ed25519 keys for public documents and the "
+    "CAP key with its certificate (default: $XDG_DATA_HOME/tocsin/keys, beside the database); "
+    "manage it with 'tocsin keys'.",
+)
+SOURCES = Setting(
+    "TOCSIN_SOURCES",
+    lambda: "",
+    "A TOML file of the CAP sources 'tocsin ingest' accepts: for each, its senders, the scheme "
+    "its alerts feed, how their levels and areas map, and the signatures it requires "
+    "(see the README). Empty (the default): no sources, so every alert is refused until one "
+    "is configured here or given with --sources FILE.",
+)
+ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, ALLOW_PRIVATE_TARGETS, RATE_LIMIT,
+       KEYS_DIR, SOURCES)
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,9 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     allow_private_targets: bool = False
     rate_limit: int = 300
+    keys_dir: str = field(default_factory=_default_keys_dir)
+    sources: str = ""
+    """The sources file for 'tocsin ingest'; empty: none."""
 
 
 def read(env: Mapping[str, str] | None = None) -> Settings:
@@ -97,7 +121,8 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
                            "write 1 to allow private targets, 0 (the default) to refuse them")
     return Settings(database_url=url, sender=get(SENDER), cap_sender=cap_sender,
                     public_url=public_url, allow_private_targets=private == "1",
-                    rate_limit=int(rate))
+                    rate_limit=int(rate), keys_dir=str(Path(get(KEYS_DIR)).expanduser()),
+                    sources=str(Path(get(SOURCES)).expanduser()) if get(SOURCES) else "")
 
 
 def normalise_database_url(url: str) -> str:

@@ -14,6 +14,8 @@ from tocsin.cli import views
 from tocsin.cli.areas import app as areas_app
 from tocsin.cli.cap import app as cap_app
 from tocsin.cli.demo import run_demo
+from tocsin.cli.export import app as export_app
+from tocsin.cli.keys import app as keys_app
 from tocsin.cli.people import tokens_app, users_app
 from tocsin.cli.schemes import app as schemes_app
 from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
@@ -40,6 +42,8 @@ app = typer.Typer(
 )
 app.add_typer(areas_app, name="areas")
 app.add_typer(cap_app, name="cap")
+app.add_typer(export_app, name="export")
+app.add_typer(keys_app, name="keys")
 app.add_typer(schemes_app, name="schemes")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")

@@ -79,3 +79,30 @@ def api_audit_head() -> str:
 
 def api_history() -> str:
     return "/api/v1/history"
+
+
+def cap(declaration_id: str) -> str:
+    """The CAP Alert (or Update) of a published declaration."""
+    return f"/cap/{_seg(declaration_id)}.xml"
+
+
+def cap_cancel(declaration_id: str) -> str:
+    """The CAP Cancel of a cancelled declaration."""
+    return f"/cap/{_seg(declaration_id)}-cancel.xml"
+
+
+FEED_FORMATS = ("atom", "rss")
+
+
+def feed(kind: str) -> str:
+    """Every current alert, as Atom (`kind` 'atom') or RSS 2.0 ('rss')."""
+    return f"/feeds/alerts.{kind}"
+
+
+def area_feed(code: str, kind: str) -> str:
+    """The current alerts that apply to one area (naming it or an area containing it)."""
+    return f"/feeds/areas/{_seg(code)}.{kind}"
+
+
+WEBSUB_HUB = "/websub"
+"""Where WebSub subscribers register for the feeds (the hub each feed names)."""

@@ -30,6 +30,7 @@ from tocsin.domain.declaration import (
 from tocsin.domain.errors import Conflict, InvalidInput, TocsinError, unknown
 from tocsin.domain.scheme import Scheme
 from tocsin.domain.times import iso
+from tocsin.service import exports
 from tocsin.service.change import Change, change
 from tocsin.service.commands import (
     known_declarations,
@@ -49,11 +50,13 @@ class Outcome:
     """True when the declaration (or its cancellation) now waits for a second person."""
 
 
-def _load(unit: Change, declaration_id: str) -> Declaration:
-    found = records.load_declarations(unit.conn, ids=[declaration_id])
-    if declaration_id not in found:
+def _load(unit: Change, principal: Principal, declaration_id: str) -> Declaration:
+    """The declaration, if `principal` may see it; otherwise as if it did not exist."""
+    found = records.load_declarations(unit.conn, ids=[declaration_id]).get(declaration_id)
+    if found is None or not _seen_by(principal, records.load_tree(unit.conn), found, _replaced(
+            unit, found)):
         raise unknown("declaration", declaration_id, (), "see the console's list")
-    return found[declaration_id]
+    return found
 
 
 def _replaced(unit: Change, d: Declaration) -> list[Declaration]:
@@ -90,11 +93,11 @@ def create(engine: Engine, principal: Principal, request: DeclarationRequest, *,
             records.insert_declaration(unit.conn, draft)
             record_declaration(unit, draft, tree)
             return Outcome(draft, False)
+        records.insert_declaration(unit.conn, draft)
         outcome = _submit(unit, principal, draft, scheme, tree, replaced, break_glass)
         if outcome.declaration.status is Status.PENDING:
-            records.insert_declaration(unit.conn, outcome.declaration)
+            records.update_unpublished(unit.conn, outcome.declaration)
         else:
-            records.insert_declaration(unit.conn, replace(draft, status=Status.DRAFT))
             records.mark_published(unit.conn, outcome.declaration)
         return outcome
 
@@ -137,7 +140,7 @@ def edit(engine: Engine, principal: Principal, declaration_id: str,
     """The author changes a draft or pending declaration; a pending one stays pending."""
     check_current(engine)
     with change(engine, now=now, actor=principal.actor) as unit:
-        current = _load(unit, declaration_id)
+        current = _load(unit, principal, declaration_id)
         access.may_edit(principal, current)
         tree = records.load_tree(unit.conn)
         scheme = scheme_of(records.load_schemes(unit.conn), request.scheme)
@@ -160,7 +163,7 @@ def submit(engine: Engine, principal: Principal, declaration_id: str, *, now: da
     if break_glass is not None:
         access.may_break_glass(principal, break_glass)
     with change(engine, now=now, actor=principal.actor) as unit:
-        current = _load(unit, declaration_id)
+        current = _load(unit, principal, declaration_id)
         access.may_edit(principal, current)
         tree = records.load_tree(unit.conn)
         scheme = scheme_of(records.load_schemes(unit.conn), current.scheme)
@@ -183,7 +186,7 @@ def approve(engine: Engine, principal: Principal, declaration_id: str, *, now: d
     """A second person approves a pending declaration (it publishes) or cancellation."""
     check_current(engine)
     with change(engine, now=now, actor=principal.actor) as unit:
-        current = _load(unit, declaration_id)
+        current = _load(unit, principal, declaration_id)
         tree = records.load_tree(unit.conn)
         scheme = scheme_of(records.load_schemes(unit.conn), current.scheme)
         if current.status is Status.PENDING:
@@ -216,7 +219,7 @@ def reject(engine: Engine, principal: Principal, declaration_id: str, *, reason:
     if not reason.strip():
         raise InvalidInput("rejection reason is empty", "say why, so the author can act on it")
     with change(engine, now=now, actor=principal.actor) as unit:
-        current = _load(unit, declaration_id)
+        current = _load(unit, principal, declaration_id)
         tree = records.load_tree(unit.conn)
         if current.status is Status.PENDING:
             access.may_approve(principal, tree, current, current.created_by,
@@ -244,7 +247,7 @@ def cancel(engine: Engine, principal: Principal, declaration_id: str, *, reason:
     if break_glass is not None:
         access.may_break_glass(principal, break_glass)
     with change(engine, now=now, actor=principal.actor) as unit:
-        current = _load(unit, declaration_id)
+        current = _load(unit, principal, declaration_id)
         tree = records.load_tree(unit.conn)
         scheme = scheme_of(records.load_schemes(unit.conn), current.scheme)
         access.may_cancel(principal, tree, current)
@@ -274,6 +277,7 @@ def _cancel(unit: Change, current: Declaration, reason: str) -> Declaration:
                        replacers=replacers)
     assert result.cancellation is not None
     records.insert_cancellation(unit.conn, result.id, result.cancellation)
+    exports.record_cap(unit, result, cancel=True)
     unit.audit("declaration.cancelled", result.id,
                {"scheme": result.scheme, "level": result.level,
                 "at": iso(result.cancellation.at), "reason": result.cancellation.reason})
@@ -307,7 +311,7 @@ def desk(engine: Engine, principal: Principal, *, now: datetime) -> Desk:
         for old in d.replaces:
             replacers.setdefault(old, []).append(d)
     active = [d for d in live.values() if _holds(d, replacers.get(d.id, []), now)
-              and not access.outside(principal, tree, d.areas)]
+              and _concerns(principal, tree, d)]
     mine.sort(key=lambda d: d.created_at, reverse=True)
     return Desk(mine, to_decide, sorted(active, key=lambda d: d.effective or d.created_at))
 
@@ -329,25 +333,42 @@ def _may_decide(principal: Principal, tree: AreaTree, d: Declaration,
     return True
 
 
+def _concerns(principal: Principal, tree: AreaTree, d: Declaration) -> bool:
+    """Whether a declaration touches the principal's jurisdiction (inside it, or holding it,
+    like a countrywide level over a region); everything when they have none."""
+    roots = principal.jurisdiction
+    if not roots:
+        return True
+    return any(access.within(tree, roots, code) or access.within(tree, [code], root)
+               for code in d.areas for root in roots)
+
+
 def _holds(d: Declaration, replacers: list[Declaration], now: datetime) -> bool:
     end = end_of(d, replacers)
     return end is None or end > now
 
 
 def get(engine: Engine, principal: Principal, declaration_id: str) -> Declaration:
-    """One declaration for the console: published ones to anyone signed in; drafts to their
-    author; pending and rejected ones to their author and to those who may decide on them."""
+    """One declaration, as `_seen_by` allows."""
     check_current(engine)
     with reading(engine) as conn:
-        found = records.load_declarations(conn, ids=[declaration_id])
-        d = found.get(declaration_id)
+        d = records.load_declarations(conn, ids=[declaration_id]).get(declaration_id)
         tree = records.load_tree(conn)
-        published = (records.load_declarations(conn, ids=list(d.replaces),
-                                               statuses=[Status.PUBLISHED])
-                     if d is not None else {})
-    if d is None or not (
-            d.is_published or d.created_by == principal.actor
-            or (d.status is not Status.DRAFT and _may_decide(
-                principal, tree, replace(d, status=Status.PENDING), published))):
+        replaced = (list(records.load_declarations(conn, ids=list(d.replaces),
+                                                   statuses=[Status.PUBLISHED]).values())
+                    if d is not None else [])
+    if d is None or not _seen_by(principal, tree, d, replaced):
         raise unknown("declaration", declaration_id, (), "see the console's list")
     return d
+
+
+def _seen_by(principal: Principal, tree: AreaTree, d: Declaration,
+             replaced: list[Declaration]) -> bool:
+    """Published declarations are seen by anyone signed in; drafts by their author; pending
+    and rejected ones by their author and by those who may decide on them."""
+    if d.is_published or d.created_by == principal.actor:
+        return True
+    if d.status is Status.DRAFT:
+        return False
+    published = {r.id: r for r in replaced if r.is_published}
+    return _may_decide(principal, tree, replace(d, status=Status.PENDING), published)

@@ -26,12 +26,12 @@ from tocsin.domain.errors import Conflict, TocsinError, unknown
 from tocsin.domain.scheme import Scheme
 from tocsin.domain.times import iso
 from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
+from tocsin.service import exports
 from tocsin.service.change import Change, change
+from tocsin.service.queries import SCHEMES_HINT
 from tocsin.store import records
 from tocsin.store import tables as t
 from tocsin.store.database import check_current, migrate
-
-SCHEMES_HINT = "try 'tocsin schemes list'"
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,7 @@ def cancel(engine: Engine, declaration_id: str, *, reason: str, now: datetime,
                            replacers=published_replacers)
         assert result.cancellation is not None
         records.insert_cancellation(unit.conn, result.id, result.cancellation)
+        exports.record_cap(unit, result, cancel=True)
         unit.audit("declaration.cancelled", result.id,
                    {"scheme": result.scheme, "level": result.level,
                     "at": iso(result.cancellation.at), "reason": result.cancellation.reason})
@@ -253,6 +254,7 @@ def record_declaration(unit: Change, d: Declaration, tree: AreaTree) -> None:
         details["author"] = d.created_by
     unit.audit(action, d.id, details)
     if d.is_published:
+        exports.record_cap(unit, d)
         unit.emit("declaration.published", {
             "id": d.id, "scheme": d.scheme, "level": d.level, "areas": list(d.areas),
             "covers": sorted({*d.areas, *(c for a in d.areas for c in tree.descendants(a))}),

@@ -31,6 +31,7 @@ from tocsin.domain.access import (
 )
 from tocsin.domain.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     RateLimited,
     Unauthenticated,
@@ -104,6 +105,9 @@ def set_user(engine: Engine, name: str, *, roles: Sequence[Role] | None = None,
                            "ask another administrator")
     if password is not None:
         check_password(password)
+    if roles is not None and not roles:
+        raise InvalidInput(f"user {name!r} would have no role",
+                           "keep at least one role, or disable the user instead")
     with change(engine, now=now, actor=actor) as unit:
         found = people.load_user(unit.conn, name)
         if found is None:
@@ -165,13 +169,19 @@ def create_token(engine: Engine, user_name: str, scopes: Sequence[Scope], *, lab
                  by: Principal | None, actor: str) -> NewToken:
     """A new API token for `user_name`, acting with at most `scopes`.
 
-    Users make tokens for themselves; admins (and the local operator) for anyone.
+    People make tokens only for themselves: nobody, not even an administrator, obtains a
+    credential that acts as someone else (that would undo the two-person rule). The local
+    operator, who holds the database anyway, makes them for anyone. A token makes tokens
+    only when it carries the admin scope.
     """
     check_current(engine)
     if by is not None and by.name != user_name:
-        require(by, Scope.ADMIN, "make tokens for other users")
-    if by is not None and by.scopes is not None:
-        raise Conflict("a token cannot make tokens", "sign in to the console, or use the CLI")
+        raise Forbidden(f"{by.name} may not make tokens for {user_name}",
+                        f"{user_name} makes their own in the console (or the local operator "
+                        "uses 'tocsin tokens create')")
+    if by is not None and by.scopes is not None and Scope.ADMIN not in by.scopes:
+        raise Forbidden("a token without the admin scope cannot make tokens",
+                        "sign in to the console, or use a token with the admin scope")
     if not scopes:
         raise InvalidInput("no scope given", "give at least one of "
                            + ", ".join(scope.value for scope in Scope))

@@ -20,9 +20,10 @@ from tocsin.domain.resolve import (
     timeline,
 )
 from tocsin.domain.scheme import Scheme
-from tocsin.service.commands import SCHEMES_HINT
 from tocsin.store import records
 from tocsin.store.database import check_current, reading
+
+SCHEMES_HINT = "try 'tocsin schemes list'"
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,18 @@ cancel_requests = Table(
     Column("actor", Text, nullable=False),
 )
 
+cap_documents = Table(
+    "cap_documents",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), nullable=False,
+           index=True),
+    Column("document", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""The CAP messages tocsin published (`ID` and `ID-cancel`), made and signed once, at
+publication, so their bytes, identifier and sent time never change."""
+
 cap_messages = Table(
     "cap_messages",
     metadata,

@@ -82,6 +82,8 @@ async def json_body(request: Request) -> Document:
         value = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise Refusal(400, f"the body is not valid JSON: {error}", "fix the syntax") from None
+    except RecursionError:
+        raise Refusal(400, "the body is nested too deeply", "send a flat JSON object") from None
     if not isinstance(value, dict):
         raise Refusal(400, "the body must be a JSON object", 'send {"…": …}')
     return Document(value, "request body")

@@ -318,8 +318,11 @@ class Console:
                            break_glass=glass)
         elif verb == "approve":
             revision = _one(fields, "revision")
+            if revision and not (revision.isascii() and revision.isdigit()):
+                raise InvalidInput(f"revision {revision!r} is not a whole number",
+                                   "approve from the declaration's page")
             await self.run(authority.approve, self.engine, p, target, now=now(),
-                           revision=int(revision) if revision.isdigit() else None)
+                           revision=int(revision) if revision else None)
         elif verb == "reject":
             await self.run(authority.reject, self.engine, p, target, reason=reason, now=now())
         elif verb == "cancel":
@@ -438,10 +441,13 @@ def _request_document(fields: dict[str, list[str]]) -> dict[str, Any]:
     scheme, _, level = _one(fields, "level").partition("/")
     texts: dict[str, dict[str, str]] = {}
     for key, values in fields.items():
-        if key.startswith("text-"):
-            _, lang, part = key.split("-", 2)
-            if part in TEXT_FIELDS:
-                texts.setdefault(lang, {})[part] = values[0].strip()
+        if not key.startswith("text-"):
+            continue
+        _, lang, part = [*key.split("-", 2), "", ""][:3]
+        if not lang or part not in TEXT_FIELDS:
+            raise InvalidInput(f"form field {key!r} is not known",
+                               "name text fields text-LANG-" + "|".join(TEXT_FIELDS))
+        texts.setdefault(lang, {})[part] = values[0].strip()
     texts = {lang: t for lang, t in texts.items() if any(t.values())}
     zone = _one(fields, "zone") or "UTC"
     out: dict[str, Any] = {

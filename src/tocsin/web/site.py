@@ -7,7 +7,7 @@ bytes for the same path.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from importlib.resources import files
 from typing import Any
@@ -15,8 +15,10 @@ from zoneinfo import ZoneInfo
 
 from tocsin.domain.audit import AuditHead
 from tocsin.domain.errors import NotFound
-from tocsin.render import api, openapi, pages, svg, urls
+from tocsin.render import api, feeds, openapi, pages, svg, urls
+from tocsin.render.feeds import FeedRequest, Publication
 from tocsin.render.query import ParamKind, parse_query
+from tocsin.service.keys import DocumentSigner, sign_document
 from tocsin.service.queries import World
 from tocsin.web.documents import CSS, HTML, JS, JSON, SVG, Document, document
 
@@ -28,6 +30,10 @@ PAGE_PARAMS = {"at": ParamKind.INSTANT}
 HISTORY_PAGE_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
                        "from": ParamKind.DAY, "to": ParamKind.DAY}
 CACHE_LIMIT = 4096
+CAP_XML = feeds.CAP_TYPE
+ATOM = f"{feeds.ATOM_TYPE}; charset=utf-8"
+RSS = f"{feeds.RSS_TYPE}; charset=utf-8"
+FEED_MEDIA_TYPES = {"atom": ATOM, "rss": RSS}
 
 
 def negotiate(accept_language: str | None) -> str:
@@ -50,21 +56,48 @@ def negotiate(accept_language: str | None) -> str:
     return urls.DEFAULT_LANGUAGE
 
 
+KEYS_DOCUMENT = "/.well-known/tocsin-keys.json"
+SIGNATURE = ".sig"
+
+
+def signable(path: str) -> bool:
+    """JSON documents, feeds and CAP files carry detached signatures; pages and assets not."""
+    return (path.startswith(("/api/", "/feeds/", "/cap/")) or path in (urls.OPENAPI,
+                                                                        KEYS_DOCUMENT))
+
+
 class Site:
     """The public documents of one World at one instant."""
 
     def __init__(self, world: World, now: datetime, modified: datetime,
-                 audit_head: AuditHead | None = None) -> None:
+                 audit_head: AuditHead | None = None, *, publication: Publication,
+                 cap_documents: Mapping[str, bytes] | None = None,
+                 signer: DocumentSigner | None = None,
+                 keys_document: Mapping[str, Any] | None = None) -> None:
         self.world = world
         self.audit_head = audit_head
         self.now = now
         self.modified = modified
+        self.publication = publication
+        """The absolute address for links in feeds and CAP, and the fallback CAP sender."""
+        self.cap_documents = cap_documents or {}
+        """The CAP messages made (and signed) at publication, by name (ID, ID-cancel)."""
+        self.signer = signer
+        """With a document key: every JSON document, feed and CAP file has PATH.sig."""
+        self.keys_document = keys_document or {"keys": []}
         self._cache: dict[tuple[str, Params], Document] = {}
 
     # -- what exists ------------------------------------------------------------------------
 
     def paths(self) -> Iterator[str]:
-        """Every document that needs no query, as the static mirror holds them."""
+        """Every document that needs no query, as the static mirror holds them; with a
+        document key, each JSON document, feed and CAP file followed by its PATH.sig."""
+        for path in self._documents():
+            yield path
+            if self.signer is not None and signable(path):
+                yield path + SIGNATURE
+
+    def _documents(self) -> Iterator[str]:
         yield from ASSETS
         yield LEVELS_CSS
         yield urls.OPENAPI
@@ -91,6 +124,15 @@ class Site:
             yield urls.api_area(code)
         for d in published:
             yield urls.api_declaration(d.id)
+        for kind in urls.FEED_FORMATS:
+            yield urls.feed(kind)
+            for code in world.tree.areas:
+                yield urls.area_feed(code, kind)
+        for d in published:
+            yield urls.cap(d.id)
+            if d.cancellation is not None:
+                yield urls.cap_cancel(d.id)
+        yield KEYS_DOCUMENT
 
     # -- rendering --------------------------------------------------------------------------
 
@@ -113,6 +155,12 @@ class Site:
         return self._cache.get((path, ()))
 
     def _render(self, path: str, params: Params) -> Document:
+        if path.endswith(SIGNATURE) and self.signer is not None and signable(path[:-4]):
+            signed = self.render(path[:-len(SIGNATURE)], params)
+            return self._json({"document": path[:-len(SIGNATURE)], "etag": signed.etag,
+                               **sign_document(signed.body, self.signer)})
+        if path == KEYS_DOCUMENT:
+            return self._json(self.keys_document)
         if path in ASSETS:
             name, media_type = ASSETS[path]
             body = (files("tocsin") / "static" / name).read_bytes()
@@ -124,6 +172,8 @@ class Site:
         segments = [s for s in path.split("/") if s]
         if segments[:2] == ["api", "v1"]:
             return self._api(segments[2:], params)
+        if segments[:1] in (["cap"], ["feeds"]):
+            return self._syndication(path, segments, params)
         lang: str | None = None
         if segments and segments[0] in urls.PAGE_LANGUAGES:
             lang, segments = segments[0], segments[1:]
@@ -211,6 +261,38 @@ class Site:
                                                   since=q.get("since"), until=q.get("until")))
         raise NotFound(f"there is no API document at /api/v1/{'/'.join(segments)}",
                        f"see {urls.OPENAPI}")
+
+    def _syndication(self, path: str, segments: list[str], params: Params) -> Document:
+        """CAP files and feeds. Like pages they ignore parameters they do not know; feeds
+        follow ?lang=, and only the default-language feeds are pre-rendered."""
+        world, publication = self.world, self.publication
+        area: str | None
+        match segments:
+            case ["cap", name] if name.endswith(".xml"):
+                stem = name[:-4]
+                if stem in self.cap_documents:
+                    return document(self.cap_documents[stem], CAP_XML, self.modified)
+                if stem.endswith("-cancel") and stem not in world.declarations:
+                    body = feeds.cap_cancel_message(world, stem[:-7], publication)
+                else:
+                    body = feeds.cap_message(world, stem, publication)
+                return document(body, CAP_XML, self.modified)
+            case ["feeds", name] if name in ("alerts.atom", "alerts.rss"):
+                area, kind = None, name.removeprefix("alerts.")
+            case ["feeds", "areas", name] if name.rpartition(".")[2] in FEED_MEDIA_TYPES:
+                area, _, kind = name.rpartition(".")
+            case _:
+                raise NotFound(f"there is no feed or CAP document at {path}",
+                               f"the feeds are {urls.feed('atom')} and {urls.feed('rss')}")
+        asked = query_language(params)
+        lang = asked or urls.DEFAULT_LANGUAGE
+        own = urls.area_feed(area, kind) if area is not None else urls.feed(kind)
+        request = FeedRequest(lang, publication.absolute(own) + (f"?lang={asked}" if asked
+                                                                 else ""), area)
+        render = feeds.atom_feed if kind == "atom" else feeds.rss_feed
+        body = render(world, request, at=self.now, updated=self.modified,
+                      publication=publication)
+        return document(body, FEED_MEDIA_TYPES[kind], self.modified)
 
 
 def query_language(params: Params) -> str | None:

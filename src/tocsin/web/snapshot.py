@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Engine
 
+from tocsin import settings
 from tocsin.domain.audit import AuditHead
 from tocsin.domain.resolve import effective_levels
-from tocsin.service import queries
+from tocsin.render.feeds import Publication
+from tocsin.service import exports, keys, queries
 from tocsin.service.queries import World
 from tocsin.store import records
 from tocsin.store.database import reading
@@ -68,15 +71,27 @@ def read_version(engine: Engine) -> tuple[int, datetime, AuditHead | None]:
         return int(state.version), state.public_changed_at or state.changed_at, head
 
 
-def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True) -> Snapshot:
-    """A snapshot of the store as of `now` (default: the clock), its documents rendered."""
+def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True,
+          config: settings.Settings | None = None) -> Snapshot:
+    """A snapshot of the store as of `now` (default: the clock), its documents rendered.
+
+    `config` (default: the environment's settings) gives the public address for absolute
+    links and the CAP sender of declarations published without one.
+    """
     at = now or datetime.now(UTC)
+    config = config or settings.read()
+    publication = Publication(config.public_url, config.cap_sender)
     version, written, head = read_version(engine)
     world = queries.load_world(engine, published_only=True)
+    folder = Path(config.keys_dir)
+    signer = keys.document_signer(folder)  # unusable key: no new snapshot, nothing unsigned
+    with reading(engine) as conn:
+        stored = exports.load_documents(conn)
     # Documents describe the levels as of the last change: the same state always gives the
     # same bytes, whenever and wherever it is rendered (live server, static mirror).
     changed = last_change(world, at, written)
-    site = Site(world, changed, changed, head)
+    site = Site(world, changed, changed, head, publication=publication, cap_documents=stored,
+                signer=signer, keys_document=keys.public_keys_document(folder))
     snapshot = Snapshot(version, at, world, site, level_map(world, at), next_change(world, at))
     if prerender:
         render_all(snapshot)

@@ -23,6 +23,17 @@ def upgrade() -> None:
     with op.batch_alter_table("declarations") as batch:
         batch.add_column(sa.Column("cap_sender", sa.Text, nullable=True))
     op.create_table(
+        "cap_documents",
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("declaration_id", sa.String(40), sa.ForeignKey(
+            "declarations.id", name="fk_cap_documents_declaration_id_declarations"),
+            nullable=False),
+        sa.Column("document", sa.Text, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_cap_documents"),
+    )
+    op.create_index("ix_cap_documents_declaration_id", "cap_documents", ["declaration_id"])
+    op.create_table(
         "cap_messages",
         sa.Column("sender", sa.Text, nullable=False),
         sa.Column("identifier", sa.Text, nullable=False),
@@ -60,6 +71,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("websub_subscriptions")
     op.drop_table("cap_messages")
+    op.drop_table("cap_documents")
     with op.batch_alter_table("declarations") as batch:
         batch.drop_column("cap_sender")
     with op.batch_alter_table("state") as batch:
