@@ -15,6 +15,7 @@ from tocsin.cli.areas import app as areas_app
 from tocsin.cli.cap import app as cap_app
 from tocsin.cli.demo import run_demo
 from tocsin.cli.export import app as export_app
+from tocsin.cli.ingest import ingest
 from tocsin.cli.keys import app as keys_app
 from tocsin.cli.people import tokens_app, users_app
 from tocsin.cli.schemes import app as schemes_app
@@ -47,6 +48,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(schemes_app, name="schemes")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.command("ingest")(ingest)
 audit_app = typer.Typer(help="Read and verify the hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

@@ -30,11 +30,11 @@ from tocsin.domain.declaration import (
 from tocsin.domain.errors import Conflict, InvalidInput, TocsinError, unknown
 from tocsin.domain.scheme import Scheme
 from tocsin.domain.times import iso
-from tocsin.service import exports
 from tocsin.service.change import Change, change
 from tocsin.service.commands import (
     known_declarations,
     new_declaration_id,
+    record_cancellation,
     record_declaration,
     scheme_of,
     stamped,
@@ -207,7 +207,7 @@ def approve(engine: Engine, principal: Principal, declaration_id: str, *, now: d
             asked = current.cancel_request
             unit.audit("cancellation.approved", current.id, {"asked_by": asked.by})
             records.delete_cancel_request(unit.conn, current.id)
-            return _cancel(unit, replace(current, cancel_request=None), asked.reason)
+            return record_cancellation(unit, replace(current, cancel_request=None), asked.reason)
         raise Conflict(f"declaration {declaration_id!r} is {current.status} and has no "
                        "cancellation waiting", "there is nothing to approve")
 
@@ -267,24 +267,8 @@ def cancel(engine: Engine, principal: Principal, declaration_id: str, *, reason:
                        {"reason": break_glass.strip(), "action": "cancel"})
         if current.cancel_request is not None:
             records.delete_cancel_request(unit.conn, current.id)
-        return Outcome(_cancel(unit, replace(current, cancel_request=None), reason), False)
-
-
-def _cancel(unit: Change, current: Declaration, reason: str) -> Declaration:
-    replacers = [d for d in records.load_replacers(unit.conn, [current.id]).values()
-                 if d.is_published]
-    result = cancelled(current, reason=reason, now=unit.now, actor=unit.actor,
-                       replacers=replacers)
-    assert result.cancellation is not None
-    records.insert_cancellation(unit.conn, result.id, result.cancellation)
-    exports.record_cap(unit, result, cancel=True)
-    unit.audit("declaration.cancelled", result.id,
-               {"scheme": result.scheme, "level": result.level,
-                "at": iso(result.cancellation.at), "reason": result.cancellation.reason})
-    unit.emit("declaration.cancelled", {"id": result.id, "scheme": result.scheme,
-                                        "areas": list(result.areas),
-                                        "at": iso(result.cancellation.at)})
-    return result
+        ended = record_cancellation(unit, replace(current, cancel_request=None), reason)
+        return Outcome(ended, False)
 
 
 @dataclass(frozen=True)

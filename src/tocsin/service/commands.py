@@ -205,20 +205,26 @@ def cancel(engine: Engine, declaration_id: str, *, reason: str, now: datetime,
         found = records.load_declarations(unit.conn, ids=[declaration_id])
         if declaration_id not in found:
             raise unknown("declaration", declaration_id, (), "try 'tocsin history AREA'")
-        replacers = records.load_replacers(unit.conn, [declaration_id])
-        published_replacers = [d for d in replacers.values() if d.is_published]
-        result = cancelled(found[declaration_id], reason=reason, now=now, actor=actor,
-                           replacers=published_replacers)
-        assert result.cancellation is not None
-        records.insert_cancellation(unit.conn, result.id, result.cancellation)
-        exports.record_cap(unit, result, cancel=True)
-        unit.audit("declaration.cancelled", result.id,
-                   {"scheme": result.scheme, "level": result.level,
-                    "at": iso(result.cancellation.at), "reason": result.cancellation.reason})
-        unit.emit("declaration.cancelled", {"id": result.id, "scheme": result.scheme,
-                                            "areas": list(result.areas),
-                                            "at": iso(result.cancellation.at)})
-        return result
+        return record_cancellation(unit, found[declaration_id], reason)
+
+
+def record_cancellation(unit: Change, declaration: Declaration, reason: str) -> Declaration:
+    """Cancel a published declaration in this change: the cancellation, its CAP Cancel, the
+    audit entry and the outbox event. Refuses what cannot be cancelled."""
+    replacers = [d for d in records.load_replacers(unit.conn, [declaration.id]).values()
+                 if d.is_published]
+    result = cancelled(declaration, reason=reason, now=unit.now, actor=unit.actor,
+                       replacers=replacers)
+    assert result.cancellation is not None
+    records.insert_cancellation(unit.conn, result.id, result.cancellation)
+    exports.record_cap(unit, result, cancel=True)
+    unit.audit("declaration.cancelled", result.id,
+               {"scheme": result.scheme, "level": result.level,
+                "at": iso(result.cancellation.at), "reason": result.cancellation.reason})
+    unit.emit("declaration.cancelled", {"id": result.id, "scheme": result.scheme,
+                                        "areas": list(result.areas),
+                                        "at": iso(result.cancellation.at)})
+    return result
 
 
 def scheme_of(schemes: dict[str, Scheme], key: str) -> Scheme:

@@ -367,11 +367,9 @@ class Console:
         s = await self.session(request)
         p = s.user.principal()
         found = await self.run(people.list_tokens, self.engine, by=p)
-        users = ([u.name for u in await self.run(people.list_users, self.engine, by=p)]
-                 if p.has(Scope.ADMIN) else [p.name])
         return self.page(request, views.render(
             "tokens.html", self.chrome(request, texts_of(self.lang(request))["tokens"], s),
-            tokens=found, users=users, scopes=sorted(p.rights), secret=secret, now=now()))
+            tokens=found, scopes=sorted(p.rights), secret=secret, now=now()))
 
     async def token_post(self, request: Request) -> Response:
         s = await self.session(request)
@@ -384,7 +382,7 @@ class Console:
             return self.redirect(request, f"{CONSOLE}/tokens")
         lifetime = _one(fields, "expires")
         made = await self.run(
-            people.create_token, self.engine, _one(fields, "user") or p.name,
+            people.create_token, self.engine, _one(fields, "user") or p.name,  # only oneself
             sorted(parse_scopes(fields.get("scopes", []))), label=_one(fields, "label"),
             lifetime=parse_duration(lifetime, "lifetime") if lifetime
             else people.DEFAULT_TOKEN_LIFETIME, now=now(), by=p, actor=p.actor)
