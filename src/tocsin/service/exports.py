@@ -1,6 +1,7 @@
-"""The CAP messages tocsin publishes, made (and signed, when a CAP key is active) in the
-transaction that publishes or cancels a declaration: a signing failure stops the publication,
-and the bytes, identifier and sent time are fixed for good."""
+"""The CAP messages tocsin publishes, made, checked (the same checker as 'tocsin cap check'
+and 'tocsin ingest') and signed, when a CAP key is active, in the transaction that publishes
+or cancels a declaration: a failure stops the publication, and the bytes, identifier and sent
+time are fixed for good."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 from sqlalchemy import Connection, insert, select
 
 from tocsin import settings
+from tocsin.cap.check import check
 from tocsin.cap.sign import sign_cap
+from tocsin.cap.xml import parse
 from tocsin.domain.declaration import Declaration, Status
+from tocsin.domain.errors import InvalidInput
 from tocsin.render import feeds
 from tocsin.service import keys
 from tocsin.service.change import Change
@@ -36,6 +40,13 @@ def record_cap(unit: Change, declaration: Declaration, *, cancel: bool = False) 
         body = feeds.cap_cancel_message(world, declaration.id, publication)
     else:
         body = feeds.cap_message(world, declaration.id, publication)
+    errors = [f for f in check(parse(body, f"the CAP message of {declaration.id}"))
+              if f.severity == "error"]
+    if errors:  # never publish what a receiver would refuse
+        raise InvalidInput(
+            f"the CAP message of {declaration.id} breaks "
+            + "; ".join(f"{f.path}: {f.rule}: {f.message}" for f in errors[:3]),
+            "fix the declaration's texts or areas (see 'tocsin cap check')")
     if signer is not None:
         body = sign_cap(body, signer, at=unit.now)
     unit.conn.execute(insert(t.cap_documents).values(
