@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-serve clean
+.PHONY: demo test lint bench bench-serve bench-cap clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 ## bench-serve: tocsin's server against nginx with wrk, and declare → visible (needs nginx, wrk)
 bench-serve: $(STAMP)
 	$(BIN)/python bench/serve.py
+
+## bench-cap: CAP export + validation (tocsin, lxml, xmlschema side by side) and import, msg/s
+bench-cap: $(STAMP)
+	$(BIN)/python bench/cap.py
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from tocsin.domain.access import Role
 from tocsin.domain.declaration import DeclarationRequest, Statement
 from tocsin.store import tables
 
@@ -32,3 +33,18 @@ def request(level: str = "critical", areas: tuple[str, ...] = ("KZ",), *,
     return DeclarationRequest(scheme=scheme, level=level, areas=areas,
                               texts={"en": Statement(headline)}, sender="Test authority",
                               effective=effective, expires=expires, replaces=replaces)
+
+
+AUTHORITY_PASSWORD = "correct horse battery staple"
+AUTHORITY_USERS: dict[str, tuple[tuple[Role, ...], tuple[str, ...], bool]] = {
+    # name: (roles, jurisdiction, break-glass right)
+    "admin": ((Role.ADMIN,), (), False),
+    "issuer-almaty": ((Role.ISSUER,), ("KZ-75",), False),
+    "issuer-kz": ((Role.ISSUER,), ("KZ",), False),
+    "approver-almaty": ((Role.APPROVER,), ("KZ-75",), False),
+    "approver-kz": ((Role.APPROVER,), ("KZ",), False),
+    "auditor": ((Role.AUDITOR,), (), False),
+    "breaker": ((Role.ISSUER,), ("KZ",), True),
+    "both": ((Role.ISSUER, Role.APPROVER), ("KZ",), False),  # never decides on own work
+}
+"""The people the authority tests (service and HTTP) work with."""

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine
-from tests.helpers import dump, request, utc
+from tests.helpers import AUTHORITY_PASSWORD, AUTHORITY_USERS, dump, request, utc
 
-from tocsin.domain.access import FREE_FAILURES, Principal, Role, Scope, lockout
+from tocsin.domain.access import FREE_FAILURES, Principal, Scope, lockout
 from tocsin.domain.declaration import CancelRequest, Declaration, Status
 from tocsin.domain.errors import (
     Conflict,
@@ -28,17 +28,8 @@ from tocsin.service import authority, commands, people, queries
 NOW = utc(2022, 1, 7, 3, 0)
 HOUR = timedelta(hours=1)
 OPERATOR = "local-operator:test"
-PASSWORD = "correct horse battery staple"
-USERS: dict[str, tuple[tuple[Role, ...], tuple[str, ...], bool]] = {
-    "admin": ((Role.ADMIN,), (), False),
-    "issuer-almaty": ((Role.ISSUER,), ("KZ-75",), False),
-    "issuer-kz": ((Role.ISSUER,), ("KZ",), False),
-    "approver-almaty": ((Role.APPROVER,), ("KZ-75",), False),
-    "approver-kz": ((Role.APPROVER,), ("KZ",), False),
-    "auditor": ((Role.AUDITOR,), (), False),
-    "breaker": ((Role.ISSUER,), ("KZ",), True),
-    "both": ((Role.ISSUER, Role.APPROVER), ("KZ",), False),  # may never decide on own work
-}
+PASSWORD = AUTHORITY_PASSWORD
+USERS = AUTHORITY_USERS
 WORLD: dict[str, tuple[str, str, tuple[str, ...], bool]] = {
     # name: (author, level, areas, submit) -- what the matrix tests start from
     "draft-75": ("issuer-almaty", "moderate", ("KZ-75",), False),

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine
-from tests.helpers import dump, request
+from tests.helpers import AUTHORITY_PASSWORD, AUTHORITY_USERS, dump, request
 from tests.web_server import running
 
-from tocsin.domain.access import FREE_FAILURES, ROLE_SCOPES, Role, Scope
+from tocsin.domain.access import FREE_FAILURES, ROLE_SCOPES, Scope
 from tocsin.service import authority, people, queries
 from tocsin.store.database import connect
 from tocsin.web.app import create_app
@@ -30,17 +30,8 @@ if TYPE_CHECKING:
 
 API = "/api/v1/authority"
 OPERATOR = "local-operator:test"
-PASSWORD = "correct horse battery staple"
-USERS: dict[str, tuple[tuple[Role, ...], tuple[str, ...], bool]] = {
-    "admin": ((Role.ADMIN,), (), False),
-    "issuer-almaty": ((Role.ISSUER,), ("KZ-75",), False),
-    "issuer-kz": ((Role.ISSUER,), ("KZ",), False),
-    "approver-almaty": ((Role.APPROVER,), ("KZ-75",), False),
-    "approver-kz": ((Role.APPROVER,), ("KZ",), False),
-    "auditor": ((Role.AUDITOR,), (), False),
-    "breaker": ((Role.ISSUER,), ("KZ",), True),
-    "both": ((Role.ISSUER, Role.APPROVER), ("KZ",), False),  # never decides on own work
-}
+PASSWORD = AUTHORITY_PASSWORD
+USERS = AUTHORITY_USERS
 WORLD: dict[str, tuple[str, str, tuple[str, ...], bool]] = {
     # name: (author, level, areas, submit) -- what every cell starts from
     "draft-75": ("issuer-almaty", "moderate", ("KZ-75",), False),

@@ -492,7 +492,7 @@ def test_cli_reads_standard_input_and_applies_profiles() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["missing.xml"], "missing.xml: no such file (check the path, or give - to read"),
+    (["missing.xml"], "missing.xml: no such file (check the path, or give - for standard input"),
     ([str(CAP / "invalid" / "google_xxe_doctype_foreign_elements.xml")],
      "line 3: the document has a DOCTYPE"),
     ([str(CAP / "invalid" / "sc_root_is_xsd_not_alert.xml")], "not a CAP alert"),

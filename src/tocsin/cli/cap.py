@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from tocsin.cap import xml as capxml
 from tocsin.cap.check import check as check_tree
 from tocsin.cap.check import profile_names
 from tocsin.cli import context as ctx
-from tocsin.domain.errors import InvalidInput
+from tocsin.service.importing import read_location
 
 app = typer.Typer(help="CAP documents: check them against CAP 1.2 and profiles.",
                   no_args_is_help=True)
@@ -22,7 +21,7 @@ app = typer.Typer(help="CAP documents: check them against CAP 1.2 and profiles."
 @app.command("check")
 def check(
     file: Annotated[str, typer.Argument(metavar="FILE",
-                                        help="A CAP XML file, or - for standard input.")],
+                                        help="A CAP XML file, an http(s) URL, or - (stdin).")],
     profile: Annotated[list[str] | None, typer.Option(
         "--profile", help="Also apply a profile: google, ipaws, meteoalarm or wmo; repeat.")
     ] = None,
@@ -36,7 +35,7 @@ def check(
     """
     with ctx.refusals():
         profiles = profile_names(profile or [])
-        data, source = _read(file)
+        data, source = read_location(file, stdin=typer.get_binary_stream("stdin"))
         tree = capxml.parse(data, source)
         version = capxml.version(tree, source)
         findings = check_tree(tree, profiles=profiles)
@@ -62,21 +61,3 @@ def check(
         ctx.console.print(table)
     if errors:
         raise typer.Exit(ctx.EXIT_FINDING)
-
-
-def _read(file: str) -> tuple[bytes, str]:
-    """The bytes of FILE (or standard input), at most one byte over the size limit."""
-    if file == "-":
-        return typer.get_binary_stream("stdin").read(capxml.MAX_BYTES + 1), "standard input"
-    path = Path(file)
-    try:
-        with path.open("rb") as stream:
-            return stream.read(capxml.MAX_BYTES + 1), file
-    except FileNotFoundError:
-        raise InvalidInput(f"{file}: no such file",
-                           "check the path, or give - to read standard input") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{file}: is a folder, not a file", "give a CAP XML file") from None
-    except OSError as error:
-        raise InvalidInput(f"{file}: cannot be read ({error.strerror})",
-                           "check the path and its permissions") from None
