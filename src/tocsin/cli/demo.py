@@ -61,6 +61,9 @@ def run_demo(directory: Path | None) -> Engine:
     out.print(f"  {program} explain KZ-75 --at 2022-01-15T12:00+06:00 --lang kk")
     out.print(f"  {program} history KZ-75")
     out.print(f"  {program} audit verify")
+    out.print("Try the issuing console (/console) with two people for the Almaty region:")
+    out.print(f"  {program} users add aigerim --role issuer --area KZ-19")
+    out.print(f"  {program} users add nurlan --role approver --area KZ-19")
     if os.environ.get("TOCSIN_DATABASE_URL"):
         out.print("(the demo used its own database, not TOCSIN_DATABASE_URL)")
     return engine
