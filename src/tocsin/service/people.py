@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -51,7 +52,13 @@ TOKEN_TOUCH = timedelta(minutes=1)
 """How stale a token's last-used time may get before a request records it again."""
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("a password nobody has")
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash to check unknown users' passwords against: the same work as for real ones."""
+    return _hasher.hash("a password nobody has")
+
 WRONG = Unauthenticated("user name or password is wrong", "check both and try again")
 
 
@@ -274,7 +281,7 @@ def login(engine: Engine, name: str, password: str, *, now: datetime) -> Session
     with reading(engine) as conn:
         found = people.load_user(conn, name.strip())
     if found is None:
-        _verify(_DUMMY_HASH, password)  # same work whether or not the user exists
+        _verify(_dummy_hash(), password)  # same work whether or not the user exists
         raise WRONG
     user, password_hash = found
     if user.locked_until is not None and user.locked_until > now:
