@@ -61,7 +61,7 @@ from typing import Any
 from lxml import etree
 from sqlalchemy import Engine, func, select
 
-from machine import cpu_model
+from machine import cpu_model, load_average, print_summary
 from tocsin.cap import xml as capxml
 from tocsin.cap.check import check
 from tocsin.cap.sign import CapSigner, sign_cap, verify_cap
@@ -146,10 +146,6 @@ def machine_lines() -> list[str]:
             f"kernel: {platform.system()} {platform.release()} {platform.machine()}",
             f"lxml: {'.'.join(map(str, etree.LXML_VERSION))}, "
             f"libxml2: {'.'.join(map(str, etree.LIBXML_VERSION))}"]
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def rate(count: int, seconds: float) -> float:
@@ -417,12 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    summary["loadavg_start"] = load_start
-    summary["loadavg_end"] = load_average()
-    summary["elapsed_s"] = f"{time.perf_counter() - began:.0f}"
-    print("\n--- summary ---")
-    for key, value in summary.items():
-        print(f"{key}={value}")
+    print_summary(summary, load_start, began)
     return 1 if summary["checks"] == "FAIL" else 0
 
 

@@ -57,7 +57,7 @@ from types import FrameType
 
 import httpx
 
-from machine import cpu_model
+from machine import cpu_model, load_average, print_summary
 
 HOST = "127.0.0.1"
 PATHS = ("/api/v1/levels", "/", "/en/areas/KZ-75")
@@ -173,10 +173,6 @@ def machine(nginx: str, wrk: str) -> Machine:
                    f"{platform.python_version()} ({platform.python_implementation()})",
                    f"{platform.system()} {platform.release()} {platform.machine()}",
                    nginx_v, wrk_v, uv)
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -803,12 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    summary["loadavg_start"] = load_start
-    summary["loadavg_end"] = load_average()
-    summary["elapsed_s"] = f"{time.perf_counter() - began:.0f}"
-    print("\n--- summary ---")
-    for key, value in summary.items():
-        print(f"{key}={value}")
+    print_summary(summary, load_start, began)
     return 0
 
 
