@@ -10,11 +10,9 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import datetime
 from functools import partial, wraps
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
-from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -25,9 +23,8 @@ from starlette.routing import Route
 from tocsin import settings
 from tocsin.domain import access
 from tocsin.domain.access import Principal, Scope, parse_roles, parse_scopes
-from tocsin.domain.declaration import Declaration, Status, publish_as
+from tocsin.domain.declaration import Declaration, Status
 from tocsin.domain.errors import InvalidInput, TocsinError, Unauthenticated
-from tocsin.domain.text import pick
 from tocsin.domain.times import iso, parse_duration
 from tocsin.ingest.declarations import parse_declaration
 from tocsin.ingest.document import Document
@@ -39,6 +36,7 @@ from tocsin.render.errors import Refusal, status_of
 from tocsin.render.i18n import language_name
 from tocsin.service import authority, people, queries
 from tocsin.service.queries import World
+from tocsin.web import console_forms as forms
 from tocsin.web.authority import client_key, grouped, now, read_body
 from tocsin.web.guard import PRIVATE_HEADERS, Limiter
 from tocsin.web.site import negotiate
@@ -47,7 +45,6 @@ SESSION_COOKIE = "tocsin_session"
 CSRF_COOKIE = "tocsin_csrf"
 LANG_COOKIE = "tocsin_lang"
 T = TypeVar("T")
-TEXT_FIELDS = ("headline", "description", "measures", "instructions")
 
 
 class SignIn(Exception):
@@ -155,7 +152,7 @@ class Console:
     async def login(self, request: Request) -> Response:
         key = client_key(request)
         fields = await self.form(request, request.cookies.get(CSRF_COOKIE, ""))
-        name, password = _one(fields, "name"), _one(fields, "password")
+        name, password = forms.one(fields, "name"), forms.one(fields, "password")
         try:
             self.limiter.take(key, now())
             made = await self.run(people.login, self.engine, name, password, now=now())
@@ -163,7 +160,7 @@ class Console:
             self.limiter.failed(key, now())
             return await self.login_form(request, error.message, 401)
         self.limiter.succeeded(key)
-        response = self.redirect(request, _next(_one(fields, "next")))
+        response = self.redirect(request, _next(forms.one(fields, "next")))
         self._cookie(request, response, SESSION_COOKIE, made.token,
                      max_age=int(people.SESSION_LIFETIME.total_seconds()))
         return response
@@ -200,7 +197,7 @@ class Console:
         old_id = request.query_params.get("replaces")
         if old_id:
             old = await self.run(authority.get, self.engine, s.user.principal(), old_id)
-            values = _values_of(old, world)
+            values = forms.values_of(old, world)
             values["replaces"] = [old.id]
             values["effective"] = []
             title = texts_of(self.lang(request))["extend_title"].format(id=old.id)
@@ -214,11 +211,11 @@ class Console:
         lang = self.lang(request)
         html = views.render(
             "declare.html", self.chrome(request, title, s), v=values, action=action,
-            levels=_level_options(world, lang),
+            levels=forms.level_options(world, lang),
             areas=[(code, depth, name, not access.outside(p, world.tree, [code]))
-                   for code, depth, name in _area_options(world, lang)],
-            languages=[(code, language_name(code, lang)) for code in _text_languages(world)],
-            zones=_zones(world), preview=preview,
+                   for code, depth, name in forms.area_options(world, lang)],
+            languages=[(code, language_name(code, lang)) for code in forms.text_languages(world)],
+            zones=forms.zones(world), preview=preview,
             problem=problem, editing=editing, break_glass=p.break_glass)
         return self.page(request, html, status_of(problem) if problem else 200)
 
@@ -231,16 +228,16 @@ class Console:
                     editing: Declaration | None) -> Response:
         world = await self.run(queries.load_world, self.engine)
         p = s.user.principal()
-        step = _one(fields, "step") or "preview"
+        step = forms.one(fields, "step") or "preview"
         lang = self.lang(request)
         title = (texts_of(lang)["edit_title"].format(id=editing.id) if editing
                  else texts_of(lang)["new_declaration"])
         action = f"{CONSOLE}/declarations/{editing.id}/edit" if editing else f"{CONSOLE}/declare"
         try:
-            req = parse_declaration(Document(_request_document(fields), "form"),
+            req = parse_declaration(Document(forms.request_document(fields), "form"),
                                     default_sender=self.sender)
             if step == "preview":
-                candidate = await self.run(_candidate, self.engine, world, p, req, now=now())
+                candidate = forms.candidate(world, p, req, now=now())
                 scheme = world.scheme(req.scheme)
                 replaced = [world.declarations[i] for i in req.replaces
                             if i in world.declarations]
@@ -254,7 +251,7 @@ class Console:
                 saved = await self.run(authority.edit, self.engine, p, editing.id, req,
                                        now=now())
                 return self.redirect(request, f"{CONSOLE}/declarations/{saved.id}")
-            reason = _one(fields, "break_glass_reason") if step == "break-glass" else None
+            reason = forms.one(fields, "break_glass_reason") if step == "break-glass" else None
             outcome = await self.run(authority.create, self.engine, p, req, now=now(),
                                      submit=step in ("submit", "break-glass"),
                                      break_glass=reason)
@@ -292,7 +289,7 @@ class Console:
         access.may_edit(p, d)
         world = await self.run(queries.load_world, self.engine)
         return self._declaration_form(
-            request, s, world, _values_of(d, world),
+            request, s, world, forms.values_of(d, world),
             texts_of(self.lang(request))["edit_title"].format(id=d.id),
             f"{CONSOLE}/declarations/{d.id}/edit", editing=d)
 
@@ -311,13 +308,13 @@ class Console:
         p = s.user.principal()
         target = request.path_params["id"]
         verb = request.path_params["verb"]
-        reason = _one(fields, "reason")
-        glass = _one(fields, "break_glass_reason") if "break_glass_reason" in fields else None
+        reason = forms.one(fields, "reason")
+        glass = forms.one(fields, "break_glass_reason") if "break_glass_reason" in fields else None
         if verb == "submit":
             await self.run(authority.submit, self.engine, p, target, now=now(),
                            break_glass=glass)
         elif verb == "approve":
-            revision = _one(fields, "revision")
+            revision = forms.one(fields, "revision")
             if revision and not (revision.isascii() and revision.isdigit()):
                 raise InvalidInput(f"revision {revision!r} is not a whole number",
                                    "approve from the declaration's page")
@@ -342,7 +339,7 @@ class Console:
         lang = self.lang(request)
         return self.page(request, views.render(
             "users.html", self.chrome(request, texts_of(lang)["users"], s), users=found,
-            roles=list(access.Role), areas=_area_options(world, lang), now=now()))
+            roles=list(access.Role), areas=forms.area_options(world, lang), now=now()))
 
     async def user_post(self, request: Request) -> Response:
         s = await self.session(request)
@@ -351,9 +348,9 @@ class Console:
         name = request.path_params.get("name")
         roles = sorted(parse_roles(fields.get("roles", [])))
         areas = [a for a in fields.get("areas", []) if a]
-        password = _one(fields, "password")
+        password = forms.one(fields, "password")
         if name is None:
-            await self.run(people.add_user, self.engine, _one(fields, "name"), password, roles,
+            await self.run(people.add_user, self.engine, forms.one(fields, "name"), password, roles,
                            areas, break_glass="break_glass" in fields, now=now(), by=p,
                            actor=p.actor)
         else:
@@ -380,10 +377,10 @@ class Console:
             await self.run(people.revoke_token, self.engine, token_id, now=now(), by=p,
                            actor=p.actor)
             return self.redirect(request, f"{CONSOLE}/tokens")
-        lifetime = _one(fields, "expires")
+        lifetime = forms.one(fields, "expires")
         made = await self.run(
-            people.create_token, self.engine, _one(fields, "user") or p.name,  # only oneself
-            sorted(parse_scopes(fields.get("scopes", []))), label=_one(fields, "label"),
+            people.create_token, self.engine, forms.one(fields, "user") or p.name,  # only oneself
+            sorted(parse_scopes(fields.get("scopes", []))), label=forms.one(fields, "label"),
             lifetime=parse_duration(lifetime, "lifetime") if lifetime
             else people.DEFAULT_TOKEN_LIFETIME, now=now(), by=p, actor=p.actor)
         return await self.tokens(request, secret=made.secret)
@@ -417,108 +414,6 @@ def _next(path: str | None) -> str:
     if path and path.startswith(CONSOLE) and not path.startswith("//") and "\\" not in path:
         return path
     return CONSOLE
-
-
-def _one(fields: dict[str, list[str]], key: str) -> str:
-    return (fields.get(key) or [""])[0].strip()
-
-
-def _candidate(engine: Engine, world: World, p: Principal, req: Any, *,
-               now: datetime) -> Declaration:
-    """The declaration the form asks for, checked as a draft, without saving it."""
-    scheme = world.scheme(req.scheme)
-    d = publish_as(req, id="preview", scheme=scheme, tree=world.tree, known={}, now=now,
-                   actor=p.actor, publish=False)
-    replaced = [world.declarations[i] for i in d.replaces if i in world.declarations]
-    access.may_draft(p, world.tree, access.at_stake(d, replaced))
-    return d
-
-
-def _request_document(fields: dict[str, list[str]]) -> dict[str, Any]:
-    """The form, shaped as the declaration parser's document (one parser for every input)."""
-    scheme, _, level = _one(fields, "level").partition("/")
-    texts: dict[str, dict[str, str]] = {}
-    for key, values in fields.items():
-        if not key.startswith("text-"):
-            continue
-        _, lang, part = [*key.split("-", 2), "", ""][:3]
-        if not lang or part not in TEXT_FIELDS:
-            raise InvalidInput(f"form field {key!r} is not known",
-                               "name text fields text-LANG-" + "|".join(TEXT_FIELDS))
-        texts.setdefault(lang, {})[part] = values[0].strip()
-    texts = {lang: t for lang, t in texts.items() if any(t.values())}
-    zone = _one(fields, "zone") or "UTC"
-    out: dict[str, Any] = {
-        "scheme": scheme, "level": level, "areas": [a for a in fields.get("areas", []) if a],
-        "texts": texts, "replaces": [r for r in fields.get("replaces", []) if r],
-        "effective": _aware(_one(fields, "effective"), zone, "effective"),
-        "expires": _aware(_one(fields, "expires"), zone, "expires"),
-    }
-    sender = _one(fields, "sender")
-    if sender:
-        out["sender"] = sender
-    return out
-
-
-def _aware(local: str, zone: str, what: str) -> str:
-    """A datetime-local value in the chosen zone, as an ISO 8601 time with offset."""
-    if not local:
-        return ""
-    if zone not in available_timezones():
-        raise InvalidInput(f"time zone {zone!r} is not known", "choose one from the list")
-    try:
-        value = datetime.fromisoformat(local)
-    except ValueError:
-        raise InvalidInput(f"{what} {local!r} is not a date and time",
-                           "write it like 2022-01-07T12:00") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(zone))
-    return iso(value)
-
-
-def _values_of(d: Declaration, world: World) -> dict[str, list[str]]:
-    zone = (world.tree.timezone(d.areas[0]) if d.areas and d.areas[0] in world.tree
-            else None) or "UTC"
-    tz = ZoneInfo(zone)
-    values: dict[str, list[str]] = {
-        "level": [f"{d.scheme}/{d.level}"], "areas": list(d.areas), "zone": [zone],
-        "replaces": list(d.replaces), "sender": [d.sender],
-        "effective": [d.effective.astimezone(tz).strftime("%Y-%m-%dT%H:%M")]
-        if d.effective else [],
-        "expires": [d.expires.astimezone(tz).strftime("%Y-%m-%dT%H:%M")] if d.expires else [],
-    }
-    for lang, statement in d.texts.items():
-        for part, text in statement.as_dict().items():
-            values[f"text-{lang}-{part}"] = [text]
-    return values
-
-
-def _level_options(world: World, lang: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    return [(pick(s.name, [lang]) or s.key,
-             [(f"{s.key}/{lv.key}", pick(lv.name, [lang]) or lv.key) for lv in s.levels])
-            for s in sorted(world.schemes.values(), key=lambda s: s.key)]
-
-
-def _area_options(world: World, lang: str) -> list[tuple[str, int, str]]:
-    out = []
-    stack = [(c, 0) for c in reversed(world.tree.order) if world.tree.areas[c].parent is None]
-    while stack:
-        code, depth = stack.pop()
-        out.append((code, depth, pick(world.tree.areas[code].names, [lang]) or code))
-        stack.extend((child, depth + 1) for child in reversed(world.tree.children(code)))
-    return out
-
-
-def _text_languages(world: World) -> list[str]:
-    seen: list[str] = []
-    for scheme in sorted(world.schemes.values(), key=lambda s: s.key):
-        seen += [lang for lang in scheme.languages if lang not in seen]
-    return seen
-
-
-def _zones(world: World) -> list[str]:
-    zones = sorted({a.timezone for a in world.tree if a.timezone})
-    return [*zones, "UTC"]
 
 
 def _may(p: Principal, world: World, d: Declaration) -> dict[str, bool]:
