@@ -40,6 +40,11 @@ def serve_http(engine: Engine, *, host: str, port: int, workers: int) -> None:
     check_port(host, port)
     # Worker processes build the app from the environment, so they open this same database.
     os.environ["TOCSIN_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
+    if not os.environ.get("TOCSIN_PUBLIC_URL", "").strip():
+        # Absolute links (feeds, CAP, WebSub topics) then name the address being served.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        os.environ["TOCSIN_PUBLIC_URL"] = f"http://{shown}:{port}"
     print(f"tocsin is serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     Granian(APP, factory=True, address=host, port=port, interface=Interfaces.ASGI,
             workers=workers, log_level=LogLevels.warning, log_access=False,
