@@ -153,8 +153,7 @@ class Console:
         key = client_key(request)
         fields = await self.form(request, request.cookies.get(CSRF_COOKIE, ""))
         name, password = forms.one(fields, "name"), forms.one(fields, "password")
-        try:
-            self.limiter.take(key, now())
+        try:  # form() has counted the request and checked the client's lockout
             made = await self.run(people.login, self.engine, name, password, now=now())
         except Unauthenticated as error:
             self.limiter.failed(key, now())
