@@ -123,8 +123,9 @@ class Hub:
                                "send hub.mode=subscribe or hub.mode=unsubscribe")
         topic = fields.get("hub.topic", "")
         path = self.topic_path(topic)
-        callback = check_callback(fields.get("hub.callback", ""),
-                                  allow_private=self.allow_private)
+        # The address check resolves the host name: off the event loop.
+        callback = await self._run(check_callback, fields.get("hub.callback", ""),
+                                   allow_private=self.allow_private)
         secret = fields.get("hub.secret") or None
         if secret is not None and len(secret.encode()) > MAX_SECRET:
             raise InvalidInput("hub.secret is longer than 199 bytes", "use a shorter secret")
