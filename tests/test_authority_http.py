@@ -569,6 +569,14 @@ def test_the_public_audit_head_follows_an_approval(site: Site) -> None:
     pytest.param(lambda s: s.api.post(f"{API}/declarations", content=b"[" * 10_000, headers={
         "authorization": f"Bearer {s.tokens['both']}", "content-type": "application/json"}),
         id="API: deeply nested JSON"),
+    pytest.param(lambda s: s.api.post(
+        f"{API}/declarations/{s.refs['pending-75']}/approve",
+        content=b'{"revision": ' + b"9" * 5000 + b"}", headers={
+            "authorization": f"Bearer {s.tokens['both']}",
+            "content-type": "application/json"}), id="API: a 5,000-digit number"),
+    pytest.param(lambda s: s.sign_in("both").send_form(s.path(on(
+        "pending-75", "approve", "/console")), {"revision": "9" * 5000}),
+        id="console: a 5,000-digit revision"),
     pytest.param(lambda s: s.call("admin", "PATCH", "/users/issuer-kz", {"roles": []}),
                  id="API: a user left with no role"),
     pytest.param(lambda s: s.sign_in("both").send_form(DECLARE, {

@@ -176,6 +176,8 @@ def test_two_server_processes_push_each_version_once(engine: Engine, hub: str,
     ({"mode": "subscribe", "topic": "{hub}/feeds/alerts.atom", "callback": "{cb}",
       "lease_seconds": "ten"}, 400, "hub.lease_seconds"),
     ({"mode": "subscribe", "topic": "{hub}/feeds/alerts.atom", "callback": "{cb}",
+      "lease_seconds": "9" * 40}, 400, "hub.lease_seconds"),
+    ({"mode": "subscribe", "topic": "{hub}/feeds/alerts.atom", "callback": "{cb}",
       "secret": "x" * 200}, 400, "hub.secret"),
 ])
 def test_bad_requests_are_refused_by_name(engine: Engine, hub: str, subscriber: Subscriber,

@@ -314,7 +314,8 @@ class Console:
                            break_glass=glass)
         elif verb == "approve":
             revision = forms.one(fields, "revision")
-            if revision and not (revision.isascii() and revision.isdigit()):
+            if revision and not (revision.isascii() and revision.isdigit()
+                                 and len(revision) <= 9):
                 raise InvalidInput(f"revision {revision!r} is not a whole number",
                                    "approve from the declaration's page")
             await self.run(authority.approve, self.engine, p, target, now=now(),

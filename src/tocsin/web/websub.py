@@ -130,7 +130,8 @@ class Hub:
         if secret is not None and len(secret.encode()) > MAX_SECRET:
             raise InvalidInput("hub.secret is longer than 199 bytes", "use a shorter secret")
         lease_text = fields.get("hub.lease_seconds")
-        if lease_text is not None and not lease_text.isdigit():
+        if lease_text is not None and not (lease_text.isascii() and lease_text.isdigit()
+                                           and len(lease_text) <= 10):
             raise InvalidInput(f"hub.lease_seconds {lease_text!r} is not a whole number",
                                "give seconds, e.g. 864000")
         lease = websub.lease_for(int(lease_text) if lease_text else None)
