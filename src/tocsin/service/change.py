@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, insert, text, update
 
 from tocsin.domain import audit
 from tocsin.domain.audit import AuditEntry
+from tocsin.service import levels
 from tocsin.store import records
 from tocsin.store import tables as t
 from tocsin.store.database import writing
@@ -55,6 +56,7 @@ class Change:
                                   "audit_hash": head.hash, "changed_at": self.now}
         if self.public:
             values["public_changed_at"] = self.now
+            levels.check(self.conn, self.now)
         self.conn.execute(update(t.state).where(t.state.c.id == 1).values(**values))
         if self.conn.dialect.name == "postgresql":
             self.conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

@@ -10,6 +10,10 @@ use stay, retired, so that what they signed can still be checked. Private keys a
 of mode 0600 in a folder of mode 0700, written to a temporary file and renamed into place.
 A key that is configured but cannot be used is an error (KeyUnusable), never a reason to
 publish unsigned.
+
+Browser push has its own ECDSA P-256 key (VAPID, RFC 8292), `vapid.key.pem` in the same
+folder under the same rules. It is not in the manifest: there is one, made on first use, and
+replacing it means every browser must subscribe again.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ MANIFEST = "manifest.json"
 DOCUMENT_ALGORITHM = "ed25519"
 CAP_ALGORITHMS = {"rsa": "rsa-3072", "ecdsa": "ecdsa-p256"}
 MAX_DAYS = 3650
+VAPID_FILE = "vapid.key.pem"
 
 
 class KeyKind(StrEnum):
@@ -89,6 +94,21 @@ class KeyInfo:
 class DocumentSigner:
     key_id: str
     private_key: ed25519.Ed25519PrivateKey
+
+
+@dataclass(frozen=True)
+class VapidKey:
+    """The key that signs browser push requests (VAPID)."""
+
+    private_key: ec.EllipticCurvePrivateKey
+
+    @property
+    def public_key_b64url(self) -> str:
+        """The uncompressed public point, base64url without padding: what a browser is given
+        as `applicationServerKey`."""
+        raw = self.private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def create_document_key(folder: Path, *, now: datetime) -> KeyInfo:
@@ -237,6 +257,33 @@ def cap_signer(folder: Path) -> CapSigner | None:
         raise KeyUnusable(f"CAP key {entry['id']}: the private key does not match its "
                           "certificate", "import them again together: tocsin keys import cap")
     return CapSigner(entry["id"], key, chain[0], tuple(chain[1:]))
+
+
+def vapid_key(folder: Path, *, create: bool) -> VapidKey | None:
+    """The VAPID key of browser push; made (P-256, mode 0600) when there is none and `create`,
+    else None when there is none. KeyUnusable if the folder or file is open to others or the
+    file is not a P-256 private key."""
+    path = folder / VAPID_FILE
+    if not path.exists():
+        if not create:
+            return None
+        _prepare(folder)
+        with _locked(folder):
+            if not path.exists():
+                _write(path, _private_pem(ec.generate_private_key(ec.SECP256R1())), 0o600)
+    _check_mode(folder, f"the key folder {folder}", f"chmod 700 {folder}")
+    _check_mode(path, f"the VAPID key {path}", f"chmod 600 {path}")
+    fix = (f"restore it from a backup, or delete {path} to make a new one (every browser must "
+           "then subscribe again)")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise KeyUnusable(f"the VAPID key {path} is not a readable PEM private key ({error})",
+                          fix) from None
+    if not (isinstance(key, ec.EllipticCurvePrivateKey)
+            and isinstance(key.curve, ec.SECP256R1)):
+        raise KeyUnusable(f"the VAPID key {path} is not an ECDSA P-256 key", fix)
+    return VapidKey(key)
 
 
 def active_certificate_pem(folder: Path) -> bytes | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from tocsin.domain.area import Area, AreaTree
 from tocsin.domain.audit import AuditEntry, Verdict, verify
@@ -24,6 +25,10 @@ from tocsin.store import records
 from tocsin.store.database import check_current, reading
 
 SCHEMES_HINT = "try 'tocsin schemes list'"
+
+
+LevelMap = dict[tuple[str, str], str | None]
+"""(scheme, area) → level key or None."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,20 @@ class World:
         found = [d for d in self.declarations.values() if chain.intersection(d.areas)]
         return sorted(found, key=lambda d: (d.effective or d.created_at, d.id))
 
+    def levels_at(self, at: datetime, schemes: Iterable[str] | None = None) -> LevelMap:
+        """Every area's effective level key (None: no level) at `at`, per scheme (default:
+        the schemes in use)."""
+        out: LevelMap = {}
+        for key in self.used_schemes() if schemes is None else schemes:
+            for code, effective in effective_levels(self.tree, self.history(key), at).items():
+                out[(key, code)] = effective.level.key if effective.level else None
+        return out
+
+    def next_change_after(self, at: datetime) -> datetime | None:
+        """When some level next starts or ends without anyone writing, if ever."""
+        candidates = [self.history(key).next_change_after(at) for key in self.schemes]
+        return min((c for c in candidates if c is not None), default=None)
+
     def replaced_by(self, declaration_id: str) -> list[str]:
         """Ids of the published declarations replacing this one, sorted."""
         return sorted(d.id for d in self.declarations.values()
@@ -94,10 +113,15 @@ class World:
 def load_world(engine: Engine, *, published_only: bool = False) -> World:
     """The world; the public side sees published declarations only."""
     check_current(engine)
-    statuses = [Status.PUBLISHED] if published_only else None
     with reading(engine) as conn:
-        return World(records.load_tree(conn), records.load_schemes(conn),
-                     records.load_declarations(conn, statuses=statuses))
+        return world_of(conn, published_only=published_only)
+
+
+def world_of(conn: Connection, *, published_only: bool = False) -> World:
+    """The world as `conn`'s transaction sees it."""
+    statuses = [Status.PUBLISHED] if published_only else None
+    return World(records.load_tree(conn), records.load_schemes(conn),
+                 records.load_declarations(conn, statuses=statuses))
 
 
 def load_scheme(engine: Engine, key: str) -> Scheme:

@@ -218,6 +218,7 @@ users = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("failed_logins", Integer, nullable=False),
     Column("locked_until", UTCDateTime, nullable=True),
+    Column("email", Text, nullable=True),
 )
 
 tokens = Table(
@@ -266,4 +267,108 @@ outbox = Table(
     Column("topic", String(64), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("audit_seq", BigInteger, nullable=False),
+    Column("fanned_out_at", UTCDateTime, nullable=True),
+    Index("ix_outbox_pending", "fanned_out_at", "id"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("target", Text, nullable=False),
+    # The webhook URL, e-mail address or push endpoint.
+    Column("secret", Text, nullable=False),
+    # Webhooks: the whsec_ signing secret; e-mail: the key of its signed links.
+    Column("details", JSON, nullable=False),
+    # Push: the browser's keys (p256dh, auth).
+    Column("language", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime, nullable=True),
+    Column("disabled_at", UTCDateTime, nullable=True),
+    Column("disabled_reason", Text, nullable=True),
+    Index("ix_subscriptions_channel_target", "channel", "target"),
+)
+
+subscription_areas = Table(
+    "subscription_areas",
+    metadata,
+    Column("subscription_id", String(40), ForeignKey("subscriptions.id"), primary_key=True),
+    Column("area_code", String(64), primary_key=True, index=True),
+)
+
+subscription_schemes = Table(
+    "subscription_schemes",
+    metadata,
+    Column("subscription_id", String(40), ForeignKey("subscriptions.id"), primary_key=True),
+    Column("scheme", String(64), primary_key=True),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("event_id", BigInteger, ForeignKey("outbox.id"), nullable=False),
+    Column("subscription_id", String(40), nullable=True, index=True),
+    # None for a reminder to an issuer (its target is the issuer's e-mail address).
+    Column("channel", String(16), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("first_attempt_at", UTCDateTime, nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("leased_by", Text, nullable=True),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_detail", Text, nullable=True),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_event_subscription", "event_id", "subscription_id", "target",
+          unique=True),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("delivery_id", BigInteger, ForeignKey("deliveries.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("worker", Text, nullable=False),
+    Column("delivered", Boolean, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+)
+
+announced_levels = Table(
+    "announced_levels",
+    metadata,
+    Column("scheme", String(64), primary_key=True),
+    Column("area_code", String(64), primary_key=True),
+    Column("level", String(64), nullable=True),
+)
+"""The effective levels last announced in the outbox; a change is announced once."""
+
+reminders = Table(
+    "reminders",
+    metadata,
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), primary_key=True),
+    Column("expires_at", UTCDateTime, primary_key=True),
+    Column("sent_at", UTCDateTime, nullable=False),
+)
+
+schedule = Table(
+    "schedule",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("next_check", UTCDateTime, nullable=True),
+    # When a level next starts or ends, or a reminder is next due; None: nothing ahead.
+    Column("baselined", Boolean, nullable=False),
+    # False on a database upgraded with levels in force: the first check records them
+    # without announcing them as changes.
 )

@@ -15,16 +15,13 @@ from sqlalchemy import Engine
 
 from tocsin import settings
 from tocsin.domain.audit import AuditHead
-from tocsin.domain.resolve import effective_levels
 from tocsin.render.feeds import Publication
 from tocsin.service import exports, keys, queries
-from tocsin.service.queries import World
+from tocsin.service.queries import LevelMap, World
 from tocsin.store import records
 from tocsin.store.database import reading
 from tocsin.web.site import Site
 
-LevelMap = dict[tuple[str, str], str | None]
-"""(scheme, area) → level key or None."""
 
 
 @dataclass(frozen=True)
@@ -37,19 +34,6 @@ class Snapshot:
     levels: LevelMap
     next_change: datetime | None
     """When some level next starts or ends without anyone writing; rebuild then."""
-
-
-def level_map(world: World, at: datetime) -> LevelMap:
-    out: LevelMap = {}
-    for key in world.used_schemes():
-        for code, effective in effective_levels(world.tree, world.history(key), at).items():
-            out[(key, code)] = effective.level.key if effective.level else None
-    return out
-
-
-def next_change(world: World, at: datetime) -> datetime | None:
-    candidates = [world.history(key).next_change_after(at) for key in world.schemes]
-    return min((c for c in candidates if c is not None), default=None)
 
 
 def last_change(world: World, at: datetime, written: datetime) -> datetime:
@@ -92,7 +76,7 @@ def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True
     changed = last_change(world, at, written)
     site = Site(world, changed, changed, head, publication=publication, cap_documents=stored,
                 signer=signer, keys_document=keys.public_keys_document(folder))
-    snapshot = Snapshot(version, at, world, site, level_map(world, at), next_change(world, at))
+    snapshot = Snapshot(version, at, world, site, world.levels_at(at), world.next_change_after(at))
     if prerender:
         render_all(snapshot)
     return snapshot

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -29,7 +27,7 @@ from starlette.responses import Response
 from tocsin import settings
 from tocsin.domain.errors import InvalidInput, TocsinError
 from tocsin.render.errors import Refusal
-from tocsin.service import websub
+from tocsin.service import targets, websub
 from tocsin.web.authority import error_response, read_body
 from tocsin.web.snapshot import Snapshot
 
@@ -49,23 +47,7 @@ def now() -> datetime:
 
 def check_callback(url: str, *, allow_private: bool) -> str:
     """A callback must be http(s) and, unless the operator allows it, not a private address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"hub.callback {url!r} is not an http(s) URL",
-                           "give the absolute URL the hub should call")
-    if allow_private:
-        return url
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError:
-        raise InvalidInput(f"hub.callback host {parts.hostname!r} does not resolve",
-                           "check the host name") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise InvalidInput(f"hub.callback {url!r} points at a private address ({address})",
-                               "use a public address, or set TOCSIN_ALLOW_PRIVATE_TARGETS=1")
-    return url
+    return targets.check_url(url, what="hub.callback", allow_private=allow_private)
 
 
 class Hub:

@@ -1,0 +1,1 @@
+"""Delivering notifications: the outbox worker and its channels (webhook, e-mail, push)."""
