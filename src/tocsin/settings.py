@@ -77,8 +77,22 @@ SOURCES = Setting(
     "(see the README). Empty (the default): no sources, so every alert is refused until one "
     "is configured here or given with --sources FILE.",
 )
+SMTP_URL = Setting(
+    "TOCSIN_SMTP_URL",
+    lambda: "",
+    "The SMTP server that sends e-mail (subscribers' level changes, confirmations, term "
+    "reminders): smtp://[USER:PASSWORD@]HOST[:PORT] (plain, port 25), "
+    "smtp+starttls://… (STARTTLS, port 587) or smtps://… (TLS, port 465). Empty (the "
+    "default): no e-mail; e-mail deliveries wait, and retry, until one is set.",
+)
+MAIL_FROM = Setting(
+    "TOCSIN_MAIL_FROM",
+    lambda: "tocsin@localhost",
+    "The From address of tocsin's e-mail, and the contact browser push services are given "
+    "(VAPID), e.g. alerts@example.kz.",
+)
 ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, ALLOW_PRIVATE_TARGETS, RATE_LIMIT,
-       KEYS_DIR, SOURCES)
+       KEYS_DIR, SOURCES, SMTP_URL, MAIL_FROM)
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,12 @@ class Settings:
     keys_dir: str = field(default_factory=_default_keys_dir)
     sources: str = ""
     """The sources file for 'tocsin ingest'; empty: none."""
+    smtp_url: str = ""
+    mail_from: str = "tocsin@localhost"
+
+    @property
+    def push_contact(self) -> str:
+        return f"mailto:{self.mail_from}"
 
 
 def read(env: Mapping[str, str] | None = None) -> Settings:
@@ -119,7 +139,16 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
     if private not in ("0", "1"):
         raise InvalidInput(f"{ALLOW_PRIVATE_TARGETS.name}={private!r} is not 0 or 1",
                            "write 1 to allow private targets, 0 (the default) to refuse them")
-    return Settings(database_url=url, sender=get(SENDER), cap_sender=cap_sender,
+    mail_from = get(MAIL_FROM)
+    if mail_from.count("@") != 1 or any(c in mail_from for c in " <>,;\"'"):
+        raise InvalidInput(f"{MAIL_FROM.name}={mail_from!r} is not an e-mail address",
+                           "give the address tocsin's e-mail comes from, e.g. alerts@example.kz")
+    smtp_url = get(SMTP_URL)
+    if smtp_url and not smtp_url.startswith(("smtp://", "smtp+starttls://", "smtps://")):
+        raise InvalidInput(f"{SMTP_URL.name}={smtp_url!r} is not an SMTP address",
+                           "use smtp://HOST:PORT, smtp+starttls://USER:PASSWORD@HOST:587 "
+                           "or smtps://USER:PASSWORD@HOST:465")
+    return Settings(database_url=url, smtp_url=smtp_url, mail_from=mail_from, sender=get(SENDER), cap_sender=cap_sender,
                     public_url=public_url, allow_private_targets=private == "1",
                     rate_limit=int(rate), keys_dir=str(Path(get(KEYS_DIR)).expanduser()),
                     sources=str(Path(get(SOURCES)).expanduser()) if get(SOURCES) else "")

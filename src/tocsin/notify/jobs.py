@@ -40,6 +40,8 @@ class Job:
     changes: list[dict[str, Any]]
     """Level changes only: what this subscriber hears, described in its language."""
     links: Links
+    secret: str = ""
+    """Webhooks: the subscriber's whsec_ signing secret."""
 
 
 class Sender(Protocol):

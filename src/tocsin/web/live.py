@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import psycopg
 from sqlalchemy import Engine
 
 from tocsin.service.change import NOTIFY_CHANNEL
+from tocsin.store.listen import listen
 from tocsin.web import snapshot as snapshots
 from tocsin.web.snapshot import Snapshot
 
@@ -156,7 +156,8 @@ class Holder:
         if self.engine.dialect.name == "postgresql":
             interval = LISTEN_POLL_SECONDS
             self._listener = threading.Thread(
-                target=_listen, args=(self.engine, loop, woken, self._stopping), daemon=True)
+                target=listen, args=(self.engine, NOTIFY_CHANNEL, loop, woken, self._stopping),
+                daemon=True)
             self._listener.start()
         while True:
             timeout = interval
@@ -205,19 +206,3 @@ def _background(work: Awaitable[None]) -> None:
         if not finished.cancelled() and finished.exception() is not None:
             log.error("a snapshot listener failed", exc_info=finished.exception())
     task.add_done_callback(done)
-
-
-def _listen(engine: Engine, loop: asyncio.AbstractEventLoop, woken: asyncio.Event,
-            stopping: threading.Event) -> None:
-    """LISTEN on PostgreSQL and wake the watcher on every NOTIFY; reconnect on failure."""
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    while not stopping.is_set():
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                while not stopping.is_set():
-                    for _ in conn.notifies(timeout=1.0):
-                        loop.call_soon_threadsafe(woken.set)
-        except psycopg.Error:
-            log.warning("lost the LISTEN connection; retrying", exc_info=True)
-            stopping.wait(1.0)

@@ -1,0 +1,153 @@
+"""Webhooks: a signed JSON POST per delivery (Standard Webhooks headers), through aiohttp.
+
+aiohttp rather than httpx here: the delivery path is the hot one (a countrywide level goes to
+every subscriber at once) and aiohttp's client does more requests a second per core.
+Every connection goes through a resolver that refuses private and loopback addresses unless
+the operator allows them, so a host name that changes its answer after it was registered
+(DNS rebinding) cannot turn tocsin against the network it runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from tocsin.domain.notify import Outcome
+from tocsin.notify import signing
+from tocsin.notify.jobs import Job
+from tocsin.service.targets import PRIVATE_FIX, is_public
+
+USER_AGENT = "tocsin-webhooks/1"
+
+
+class PrivateAddress(OSError):
+    pass
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's threaded resolver, refusing answers that are not public addresses."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+        self._allow_private = allow_private
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        if not self._allow_private:
+            for entry in found:
+                if not is_public(entry["host"]):
+                    raise PrivateAddress(f"{host} resolves to a private address "
+                                         f"({entry['host']})")
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class WebhookSender:
+    def __init__(self, *, key: ed25519.Ed25519PrivateKey | None, allow_private: bool,
+                 per_endpoint: int = 16, timeout: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._key = key
+        self._allow_private = allow_private
+        self._per_endpoint = per_endpoint
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
+        self._clock = clock
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self._allow_private), limit=0,
+                limit_per_host=self._per_endpoint, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT}, auto_decompress=False)
+        return self._session
+
+    async def send(self, job: Job) -> Outcome:
+        parts = urlsplit(job.target)
+        host = parts.hostname or ""
+        if not self._allow_private and _is_ip(host) and not is_public(host):
+            return Outcome(False, f"refused: {host} is a private address; {PRIVATE_FIX}",
+                           permanent=True)
+        body = body_of(job)
+        headers = signing.headers(msg_id=job.key, timestamp=int(self._clock()), body=body,
+                                  secret=job.secret, key=self._key)
+        headers["Content-Type"] = "application/json"
+        origin = f"{parts.scheme}://{parts.netloc}"
+        limit = self._limits.setdefault(origin, asyncio.Semaphore(self._per_endpoint))
+        try:
+            async with limit, self._client().post(job.target, data=body, headers=headers,
+                                                   allow_redirects=False) as answer:
+                await answer.read()
+                return outcome_of(answer.status, answer.reason or "",
+                                  answer.headers.get("Retry-After"), self._clock())
+        except PrivateAddress as error:
+            return Outcome(False, f"refused: {error}; {PRIVATE_FIX}", permanent=True)
+        except TimeoutError:
+            return Outcome(False, "timed out")
+        except aiohttp.ClientError as error:
+            return Outcome(False, f"could not connect: {error}"[:300])
+        except OSError as error:
+            return Outcome(False, f"network error: {error}"[:300])
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def body_of(job: Job) -> bytes:
+    """The JSON body: Standard Webhooks' {type, timestamp, data}; the same on every attempt."""
+    document: dict[str, Any] = {
+        "type": job.topic,
+        "timestamp": job.payload.get("at") or "",
+        "data": {"event": job.event_id, "subscription": job.subscription.id
+                 if job.subscription else None, "changes": job.changes},
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def outcome_of(status: int, reason: str, retry_after: str | None, now: float) -> Outcome:
+    detail = f"{status} {reason}".strip()
+    if 200 <= status < 300:
+        return Outcome(True, detail, status)
+    if status == 410:
+        return Outcome(False, detail, status, gone=True)
+    wait = parse_retry_after(retry_after, now) if status in (429, 503) else None
+    return Outcome(False, detail, status, retry_after=wait)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Retry-After as seconds (a number, or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True

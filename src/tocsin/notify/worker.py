@@ -1,0 +1,304 @@
+"""The notification worker: runs the term schedule, fans outbox events out into deliveries,
+and makes the deliveries through their channels.
+
+Any number of workers may run against one PostgreSQL database (`tocsin worker`); on one
+machine `tocsin serve` runs one beside the web server. A worker wakes on PostgreSQL NOTIFY
+(or polls SQLite), claims due deliveries in batches with a lease, sends them concurrently,
+and records every attempt. Killed at any instant, it loses nothing: its leases run out and
+another worker (or itself, restarted) takes them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from tocsin import settings
+from tocsin.domain import notify
+from tocsin.domain.notify import Channel, Outcome, Subscription
+from tocsin.domain.text import pick
+from tocsin.notify.jobs import Job, Links, Sender
+from tocsin.notify.webhook import WebhookSender
+from tocsin.render import urls
+from tocsin.service import deliveries, keys, levels, subscriptions
+from tocsin.service.change import NOTIFY_CHANNEL
+from tocsin.service.deliveries import Claimed, Result
+from tocsin.service.queries import World, world_of
+from tocsin.store import tables as t
+from tocsin.store.database import reading
+from tocsin.store.listen import listen
+
+log = logging.getLogger("tocsin.notify")
+SQLITE_POLL = 0.05
+"""Seconds between checks for work on SQLite (a cheap read, no write lock)."""
+PG_POLL = 1.0
+"""On PostgreSQL NOTIFY wakes the worker at once; it still looks this often."""
+
+
+@dataclass
+class Tuning:
+    batch: int = 500
+    """Deliveries claimed at once."""
+    lanes: int = 2
+    """Batches in flight at once (one claims and records while another sends)."""
+    concurrency: int = 256
+    """Attempts in flight at once, across all endpoints."""
+    per_endpoint: int = 32
+    """Attempts in flight at once to one endpoint (scheme, host and port)."""
+    timeout: float = 10.0
+    lease: timedelta = field(default_factory=lambda: deliveries.LEASE)
+
+
+def make_senders(config: settings.Settings, tuning: Tuning) -> dict[Channel, Sender]:
+    """The channels this configuration can use: webhooks always; e-mail when an SMTP server
+    is set; browser push when a VAPID key exists."""
+    folder = Path(config.keys_dir)
+    signer = keys.document_signer(folder)
+    out: dict[Channel, Sender] = {
+        Channel.WEBHOOK: WebhookSender(key=signer.private_key if signer else None,
+                                       allow_private=config.allow_private_targets,
+                                       per_endpoint=tuning.per_endpoint,
+                                       timeout=tuning.timeout)}
+    if config.smtp_url:
+        from tocsin.notify.mail import MailSender, parse_smtp_url
+        out[Channel.EMAIL] = MailSender(parse_smtp_url(config.smtp_url, config.mail_from),
+                                        now=lambda: datetime.now(UTC))
+    vapid = keys.vapid_key(folder, create=False)
+    if vapid is not None:
+        from tocsin.notify.push import PushSender
+        out[Channel.PUSH] = PushSender(vapid, contact=config.push_contact)
+    return out
+
+
+class Worker:
+    def __init__(self, engine: Engine, config: settings.Settings, *,
+                 senders: Mapping[Channel, Sender] | None = None, tuning: Tuning | None = None,
+                 name: str | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.engine = engine
+        self.config = config
+        self.tuning = tuning or Tuning()
+        self.senders = dict(senders) if senders is not None else make_senders(config,
+                                                                               self.tuning)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.clock = clock
+        self._rng = random.Random()
+        self._limit = asyncio.Semaphore(self.tuning.concurrency)
+        self._world: tuple[int, World] | None = None
+        self._described: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        self._woken: asyncio.Event | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set."""
+        self._woken = woken = asyncio.Event()
+        stopping = threading.Event()
+        if self.engine.dialect.name == "postgresql":
+            threading.Thread(target=listen, daemon=True, args=(
+                self.engine, NOTIFY_CHANNEL, asyncio.get_running_loop(), woken,
+                stopping)).start()
+        poll = PG_POLL if self.engine.dialect.name == "postgresql" else SQLITE_POLL
+        log.info("notification worker %s started", self.name)
+        try:
+            while not stop.is_set():
+                try:
+                    busy = await self.once()
+                except Exception:
+                    log.exception("the notification worker's round failed; retrying")
+                    busy = 0
+                    await asyncio.sleep(1.0)
+                if busy:
+                    continue
+                wait = await asyncio.to_thread(self._idle_wait, poll)
+                waiters = [asyncio.ensure_future(woken.wait()),
+                           asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+                woken.clear()
+        finally:
+            stopping.set()
+            for sender in self.senders.values():
+                await sender.close()
+
+    async def once(self) -> int:
+        """One round: the schedule, fan-out, then every delivery due now. Returns how much
+        was done (0: idle)."""
+        now = self.clock()
+        done = 0
+        changed = await asyncio.to_thread(levels.run_due, self.engine, now)
+        done += len(changed or ())
+        fanned = await asyncio.to_thread(deliveries.fan_out, self.engine, now)
+        done += len(fanned)
+        lanes = [asyncio.ensure_future(self._lane()) for _ in range(self.tuning.lanes)]
+        done += sum(await asyncio.gather(*lanes))
+        return done
+
+    def _idle_wait(self, poll: float) -> float:
+        now = self.clock()
+        due = [x for x in (deliveries.next_due(self.engine), levels.next_check(self.engine))
+               if x is not None]
+        if not due:
+            return poll
+        return max(0.0, min(poll, (min(due) - now).total_seconds()))
+
+    async def _lane(self) -> int:
+        handled = 0
+        while True:
+            claimed = await asyncio.to_thread(
+                deliveries.claim, self.engine, self.clock(), worker=self.name,
+                limit=self.tuning.batch, lease=self.tuning.lease)
+            if not claimed:
+                return handled
+            jobs, skipped = await asyncio.to_thread(self._jobs, claimed)
+            if skipped:
+                await asyncio.to_thread(deliveries.drop, self.engine, skipped,
+                                        detail="no change in it for this subscriber")
+            results = await asyncio.gather(*(self._attempt(job) for job in jobs))
+            await asyncio.to_thread(deliveries.record, self.engine, results, worker=self.name,
+                                    rng=self._rng)
+            handled += len(claimed)
+
+    async def _attempt(self, job: Job) -> Result:
+        sender = self.senders.get(job.channel)
+        started = time.perf_counter()
+        if sender is None:
+            outcome = Outcome(False, f"the {job.channel.value} channel is not configured here")
+        else:
+            async with self._limit:
+                try:
+                    outcome = await sender.send(job)
+                except Exception as error:  # a channel's bug must not stop the others
+                    log.exception("the %s channel failed on delivery %s", job.channel.value,
+                                  job.delivery_id)
+                    outcome = Outcome(False, f"internal error: {type(error).__name__}")
+        took = int((time.perf_counter() - started) * 1000)
+        return Result(job.delivery_id, outcome, self.clock(), took)
+
+    # Building jobs (in a thread: it reads the database) ---------------------------------
+
+    def _jobs(self, claimed: list[Claimed]) -> tuple[list[Job], list[int]]:
+        world = self._current_world()
+        ids = sorted({c.subscription_id for c in claimed if c.subscription_id})
+        with reading(self.engine) as conn:
+            subs = subscriptions.load_many(conn, ids)
+            secrets_of: dict[str, str] = {
+                row.id: row.secret for row in conn.execute(
+                    select(t.subscriptions.c.id, t.subscriptions.c.secret)
+                    .where(t.subscriptions.c.id.in_(ids)))} if ids else {}
+        jobs, skipped = [], []
+        for c in claimed:
+            sub = subs.get(c.subscription_id) if c.subscription_id else None
+            if c.subscription_id and sub is None:
+                skipped.append(c.id)
+                continue
+            changes: list[dict[str, Any]] = []
+            if c.topic == notify.LEVELS_CHANGED:
+                assert sub is not None
+                described = self._describe(c, world, sub.language)
+                changes = [dict(x) for x in notify.relevant(world.tree, described, sub.areas,
+                                                            sub.schemes)]
+                if not changes:
+                    skipped.append(c.id)
+                    continue
+            secret = secrets_of.get(c.subscription_id, "") if c.subscription_id else ""
+            jobs.append(Job(
+                delivery_id=c.id, event_id=c.event_id, topic=c.topic, payload=c.payload,
+                channel=c.channel, target=c.target, subscription=sub, attempt=c.attempt,
+                key=notify.idempotency_key(c.event_id, c.subscription_id or c.target),
+                changes=changes, links=self._links(c, sub, secret),
+                secret=secret if c.channel is Channel.WEBHOOK else ""))
+        return jobs, skipped
+
+    def _links(self, c: Claimed, sub: Subscription | None, secret: str) -> Links:
+        site = self.config.public_url
+        if sub is None:
+            declaration = c.payload.get("declaration")
+            return Links(site, console=f"{site}/console/declarations/{declaration}"
+                         if declaration else None)
+
+        def signed(purpose: str) -> str:
+            signature = subscriptions.link_signature(secret, sub.id, purpose)
+            return f"{site}/subscriptions/{sub.id}/{purpose}?sig={signature}"
+
+        if sub.channel in (Channel.EMAIL, Channel.PUSH):
+            return Links(site, confirm=signed("confirm"), unsubscribe=signed("unsubscribe"))
+        return Links(site)
+
+    def _current_world(self) -> World:
+        with reading(self.engine) as conn:
+            version = int(conn.execute(select(t.state.c.version)
+                                       .where(t.state.c.id == 1)).scalar_one())
+            if self._world is None or self._world[0] != version:
+                self._world = (version, world_of(conn, published_only=True))
+                self._described.clear()
+        return self._world[1]
+
+    def _describe(self, c: Claimed, world: World, language: str) -> list[dict[str, Any]]:
+        """The event's changes with names in `language`, once per event and language."""
+        key = (c.event_id, language)
+        if key not in self._described:
+            at = datetime.fromisoformat(c.payload["at"]) if c.payload.get("at") else c.event_at
+            self._described[key] = [describe(world, change, language, at,
+                                             self.config.public_url)
+                                    for change in c.payload.get("changes", [])]
+        return self._described[key]
+
+
+def describe(world: World, change: Mapping[str, Any], language: str, at: datetime,
+             site: str) -> dict[str, Any]:
+    """One level change, for a subscriber reading `language`."""
+    order = [language, "en"]
+    scheme = world.schemes.get(change["scheme"])
+    area = world.tree.areas.get(change["area"])
+
+    def level(key: str | None) -> tuple[str | None, str | None]:
+        if scheme is None or key is None or key not in {lv.key for lv in scheme.levels}:
+            return None, None
+        found = scheme.level(key)
+        return pick(found.name, order), found.colour
+
+    from_name, _ = level(change.get("from"))
+    to_name, colour = level(change.get("to"))
+    declaration = None
+    if scheme is not None and area is not None:
+        statuses = world.status(at, area=area.code, scheme=scheme.key)
+        if statuses and statuses[0].effective.sources:
+            declaration = statuses[0].effective.sources[0].declaration.id
+    return {
+        "scheme": change["scheme"], "scheme_name": pick(scheme.name, order) if scheme else None,
+        "area": change["area"], "area_name": pick(area.names, order) if area else None,
+        "from": change.get("from"), "from_name": from_name,
+        "to": change.get("to"), "to_name": to_name, "colour": colour,
+        "declaration": declaration,
+        "url": site + urls.area(language if language in ("kk", "ru", "en") else None,
+                                change["area"]),
+    }
+
+
+def run_forever(engine: Engine, config: settings.Settings, tuning: Tuning | None = None
+                ) -> None:
+    """`tocsin worker`: run until interrupted."""
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await Worker(engine, config, tuning=tuning).run(stop)
+
+    asyncio.run(main())
