@@ -168,7 +168,7 @@ def test_created_token_authenticates_until_revoked(db_url: str, engine: Engine) 
 BAD_INPUTS = [
     (["users", "add", "carol", "--password-stdin"], "--role is missing"),
     (["users", "add", "carol", "--role", "boss", "--password-stdin"],
-     "role 'boss' is not known (use one of admin, issuer, approver, auditor)"),
+     "role 'boss' is not known (use one of admin, issuer, approver, auditor, subscriber)"),
     (["users", "add", "carol", "--role", "issuer", "--password-stdin"],
      "role issuer needs a jurisdiction (give the areas the user acts for"),
     (["users", "add", "carol", "--role", "approver", "--area", "KZ-99", "--password-stdin"],

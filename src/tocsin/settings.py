@@ -111,7 +111,9 @@ class Settings:
 
     @property
     def push_contact(self) -> str:
-        return f"mailto:{self.mail_from}"
+        """The VAPID contact: the bare address of TOCSIN_MAIL_FROM."""
+        from email.utils import parseaddr
+        return f"mailto:{parseaddr(self.mail_from)[1] or self.mail_from}"
 
 
 def read(env: Mapping[str, str] | None = None) -> Settings:
@@ -140,15 +142,17 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
         raise InvalidInput(f"{ALLOW_PRIVATE_TARGETS.name}={private!r} is not 0 or 1",
                            "write 1 to allow private targets, 0 (the default) to refuse them")
     mail_from = get(MAIL_FROM)
-    if mail_from.count("@") != 1 or any(c in mail_from for c in " <>,;\"'"):
+    if "@" not in mail_from or any(c in mail_from for c in "\r\n,;"):
         raise InvalidInput(f"{MAIL_FROM.name}={mail_from!r} is not an e-mail address",
                            "give the address tocsin's e-mail comes from, e.g. alerts@example.kz")
     smtp_url = get(SMTP_URL)
     if smtp_url and not smtp_url.startswith(("smtp://", "smtp+starttls://", "smtps://")):
-        raise InvalidInput(f"{SMTP_URL.name}={smtp_url!r} is not an SMTP address",
+        raise InvalidInput(f"{SMTP_URL.name} does not start with smtp://, smtp+starttls:// "
+                           "or smtps://",
                            "use smtp://HOST:PORT, smtp+starttls://USER:PASSWORD@HOST:587 "
                            "or smtps://USER:PASSWORD@HOST:465")
-    return Settings(database_url=url, smtp_url=smtp_url, mail_from=mail_from, sender=get(SENDER), cap_sender=cap_sender,
+    return Settings(database_url=url, smtp_url=smtp_url, mail_from=mail_from,
+                    sender=get(SENDER), cap_sender=cap_sender,
                     public_url=public_url, allow_private_targets=private == "1",
                     rate_limit=int(rate), keys_dir=str(Path(get(KEYS_DIR)).expanduser()),
                     sources=str(Path(get(SOURCES)).expanduser()) if get(SOURCES) else "")

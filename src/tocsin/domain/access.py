@@ -24,6 +24,8 @@ class Role(StrEnum):
     ISSUER = "issuer"
     APPROVER = "approver"
     AUDITOR = "auditor"
+    SUBSCRIBER = "subscriber"
+    """A newsroom, app or agency that registers webhooks for itself."""
 
 
 class Scope(StrEnum):
@@ -33,15 +35,18 @@ class Scope(StrEnum):
     DECLARE = "declare"
     APPROVE = "approve"
     ADMIN = "admin"
+    SUBSCRIBE = "subscribe"
+    """Register, list and remove one's own webhooks and read their deliveries."""
 
 
 E = TypeVar("E", "Role", "Scope")
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.ADMIN: frozenset({Scope.ADMIN, Scope.READ_AUDIT}),
+    Role.ADMIN: frozenset({Scope.ADMIN, Scope.READ_AUDIT, Scope.SUBSCRIBE}),
     Role.ISSUER: frozenset({Scope.DECLARE}),
     Role.APPROVER: frozenset({Scope.APPROVE}),
     Role.AUDITOR: frozenset({Scope.READ_AUDIT}),
+    Role.SUBSCRIBER: frozenset({Scope.SUBSCRIBE}),
 }
 AREA_ROLES = (Role.ISSUER, Role.APPROVER)
 """Roles that are limited to a jurisdiction (area subtrees)."""
@@ -267,3 +272,16 @@ def _member(kind: type[E], value: str, what: str) -> E:
     except ValueError:
         raise InvalidInput(f"{what} {value!r} is not known",
                            f"use one of {', '.join(m.value for m in kind)}") from None
+
+
+def may_subscribe(principal: Principal) -> None:
+    """Register webhooks (owned by the principal's user)."""
+    require(principal, Scope.SUBSCRIBE, "manage webhook subscriptions")
+
+
+def may_manage_subscription(principal: Principal, owner: str) -> bool:
+    """Whether the principal may see and remove a subscription owned by `owner`: its own,
+    or any with the admin right. False answers as if it did not exist."""
+    if principal.has(Scope.ADMIN):
+        return True
+    return principal.has(Scope.SUBSCRIBE) and owner == principal.actor

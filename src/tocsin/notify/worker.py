@@ -214,9 +214,14 @@ class Worker:
                 if not changes:
                     skipped.append(c.id)
                     continue
+            payload = c.payload
+            if c.topic == notify.CONFIRM and sub is not None:
+                payload = {**payload, "area_names": [
+                    pick(world.tree.areas[code].names, [sub.language, "en"]) or code
+                    if code in world.tree.areas else code for code in sub.areas]}
             secret = secrets_of.get(c.subscription_id, "") if c.subscription_id else ""
             jobs.append(Job(
-                delivery_id=c.id, event_id=c.event_id, topic=c.topic, payload=c.payload,
+                delivery_id=c.id, event_id=c.event_id, topic=c.topic, payload=payload,
                 channel=c.channel, target=c.target, subscription=sub, attempt=c.attempt,
                 key=notify.idempotency_key(c.event_id, c.subscription_id or c.target),
                 changes=changes, links=self._links(c, sub, secret),

@@ -236,6 +236,8 @@ def message_id(job: Job) -> str:
     """`<KEY@HOST>`: the same on every attempt at the job, so that a receiver can drop a
     duplicate; HOST is the public site's."""
     host = urlsplit(job.links.site).hostname or "tocsin.invalid"
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address is a domain literal
     return f"<{_MESSAGE_ID_UNSAFE.sub('-', job.key)}@{host}>"
 
 
@@ -254,8 +256,9 @@ def _message(job: Job, *, sender: str, now: datetime, subject: str, template: st
         # RFC 8058: a receiver may unsubscribe with one POST, without the reader's browser.
         message["List-Unsubscribe"] = f"<{job.links.unsubscribe}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["Content-Language"] = str(context["lang"])
     message.set_content(_ENV.get_template(f"{template}.txt").render(context), charset="utf-8")
     message.add_alternative(_ENV.get_template(f"{template}.html").render(context),
                             subtype="html", charset="utf-8")
+    # After the parts are made: add_alternative moves Content-* headers into the first part.
+    message["Content-Language"] = str(context["lang"])
     return message
