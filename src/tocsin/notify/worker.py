@@ -270,14 +270,14 @@ def describe(world: World, change: Mapping[str, Any], language: str, at: datetim
     scheme = world.schemes.get(change["scheme"])
     area = world.tree.areas.get(change["area"])
 
-    def level(key: str | None) -> tuple[str | None, str | None]:
+    def level(key: str | None) -> tuple[str | None, str | None, int]:
         if scheme is None or key is None or key not in {lv.key for lv in scheme.levels}:
-            return None, None
+            return None, None, -1
         found = scheme.level(key)
-        return pick(found.name, order), found.colour
+        return pick(found.name, order), found.colour, found.rank
 
-    from_name, _ = level(change.get("from"))
-    to_name, colour = level(change.get("to"))
+    from_name, _, from_rank = level(change.get("from"))
+    to_name, colour, to_rank = level(change.get("to"))
     declaration = None
     if scheme is not None and area is not None:
         statuses = world.status(at, area=area.code, scheme=scheme.key)
@@ -288,7 +288,7 @@ def describe(world: World, change: Mapping[str, Any], language: str, at: datetim
         "area": change["area"], "area_name": pick(area.names, order) if area else None,
         "from": change.get("from"), "from_name": from_name,
         "to": change.get("to"), "to_name": to_name, "colour": colour,
-        "declaration": declaration,
+        "raised": to_rank > from_rank, "declaration": declaration,
         "url": site + urls.area(language if language in ("kk", "ru", "en") else None,
                                 change["area"]),
     }
