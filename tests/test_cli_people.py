@@ -195,7 +195,7 @@ BAD_INPUTS = [
     (["tokens", "create", "--user", "nobody", "--scope", "declare"],
      "user 'nobody' is not known (try 'tocsin users list')"),
     (["tokens", "create", "--user", "alice", "--scope", "root"],
-     "scope 'root' is not known (use one of read-audit, declare, approve, admin)"),
+     "scope 'root' is not known (use one of read-audit, declare, approve, admin, subscribe)"),
     (["tokens", "create", "--user", "alice"], "no scope given"),
     (["tokens", "create", "--user", "alice", "--scope", "admin"],
      "user 'alice' cannot hold a token with scope admin"),

@@ -40,6 +40,8 @@ Roles = Annotated[list[str] | None, typer.Option(
 Areas = Annotated[list[str] | None, typer.Option(
     "--area", help="Area code the user issues or approves for (issuer and approver need one); "
     "repeat.")]
+Email = Annotated[str | None, typer.Option(
+    "--email", help="Where reminders go before the user's declarations end ('' removes it).")]
 PasswordStdin = Annotated[bool, typer.Option(
     "--password-stdin", help="Read the password from one line of standard input.")]
 
@@ -54,7 +56,8 @@ def add(name: Annotated[str, typer.Argument(help="User name: lowercase letters, 
         role: Roles = None, area: Areas = None,
         break_glass: Annotated[bool, typer.Option(
             "--break-glass", help="May publish alone in an emergency, with a reason.")] = False,
-        password_stdin: PasswordStdin = False, json_out: Json = False) -> None:
+        email: Email = None, password_stdin: PasswordStdin = False,
+        json_out: Json = False) -> None:
     """Add a user; asks for the password twice unless --password-stdin."""
     with ctx.refusals():
         if not role:
@@ -66,7 +69,7 @@ def add(name: Annotated[str, typer.Argument(help="User name: lowercase letters, 
         password = _read_password(password_stdin)
         user = people.add_user(ctx.engine(), name, password, sorted(roles), area or [],
                                break_glass=break_glass, now=ctx.now(), by=None,
-                               actor=ctx.actor())
+                               actor=ctx.actor(), email=email or None)
     if json_out:
         ctx.emit_json(_user_json(user))
         return
@@ -93,7 +96,7 @@ def set_(name: Annotated[str, typer.Argument(help="User name.")],
          disable: Annotated[bool | None, typer.Option(
              "--disable/--enable", help="Disable the user (ends their sessions; their tokens "
              "stop working) or enable them again.", show_default=False)] = None,
-         password_stdin: PasswordStdin = False,
+         email: Email = None, password_stdin: PasswordStdin = False,
          password: Annotated[bool, typer.Option(
              "--password", help="Ask for a new password (twice).")] = False,
          json_out: Json = False) -> None:
@@ -103,10 +106,10 @@ def set_(name: Annotated[str, typer.Argument(help="User name.")],
             raise InvalidInput("--password and --password-stdin exclude each other",
                                "give one of them")
         if not (role or area or password or password_stdin) and (
-                break_glass is None and disable is None):
+                break_glass is None and disable is None and email is None):
             raise InvalidInput(f"nothing to change for user {name!r}",
                                "give --role, --area, --break-glass/--no-break-glass, "
-                               "--disable/--enable, --password or --password-stdin")
+                               "--disable/--enable, --email, --password or --password-stdin")
         roles = parse_roles(role) if role else None
         new_password = None
         if password:
@@ -117,7 +120,7 @@ def set_(name: Annotated[str, typer.Argument(help="User name.")],
                                roles=sorted(roles) if roles is not None else None,
                                jurisdiction=area or None, break_glass=break_glass,
                                disabled=disable, password=new_password, now=ctx.now(),
-                               by=None, actor=ctx.actor())
+                               by=None, actor=ctx.actor(), email=email)
     if json_out:
         ctx.emit_json(_user_json(user))
         return
@@ -145,7 +148,8 @@ def _user_json(user: User) -> dict[str, Any]:
     return {"name": user.name, "roles": [role.value for role in sorted(user.roles)],
             "jurisdiction": list(user.jurisdiction), "break_glass": user.break_glass,
             "disabled": user.disabled, "created_at": iso(user.created_at),
-            "failed_logins": user.failed_logins, "locked_until": _time(user.locked_until)}
+            "failed_logins": user.failed_logins, "locked_until": _time(user.locked_until),
+            "email": user.email}
 
 
 def _users_table(users: Sequence[User], now: datetime, title: str) -> Table:

@@ -211,6 +211,8 @@ class User:
     created_at: datetime
     failed_logins: int = 0
     locked_until: datetime | None = None
+    email: str | None = None
+    """Where reminders go (a declaration's term ending); None: no reminders."""
 
     def principal(self, scopes: frozenset[Scope] | None = None) -> Principal:
         return Principal(self.name, self.roles, self.jurisdiction, self.break_glass, scopes)

@@ -10,6 +10,7 @@ countrywide declaration too.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from tocsin.domain.area import AreaTree
+from tocsin.domain.errors import InvalidInput
 
 
 class Channel(StrEnum):
@@ -77,6 +79,20 @@ class Outcome:
     subscription is disabled and nothing more is sent to it."""
     permanent: bool = False
     """Trying again cannot help (e.g. a refused private address): the delivery is dead now."""
+
+
+EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$")
+
+
+def check_email(address: str) -> str:
+    """An e-mail address as tocsin sends to it (domain in lower case); InvalidInput else."""
+    address = address.strip()
+    if len(address) > 254 or not EMAIL.match(address):
+        raise InvalidInput(f"{address!r} is not an e-mail address",
+                           "give an address like name@example.kz")
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
 
 
 def retry_wait(failed_attempts: int, jitter: float) -> timedelta:

@@ -38,6 +38,7 @@ from tocsin.domain.errors import (
     Unauthenticated,
     unknown,
 )
+from tocsin.domain.notify import check_email
 from tocsin.domain.times import iso
 from tocsin.service.change import change
 from tocsin.store import people, records
@@ -78,7 +79,7 @@ def check_password(password: str) -> str:
 
 def add_user(engine: Engine, name: str, password: str, roles: Sequence[Role],
              jurisdiction: Sequence[str], *, break_glass: bool, now: datetime,
-             by: Principal | None, actor: str) -> User:
+             by: Principal | None, actor: str, email: str | None = None) -> User:
     """Create a user; `by` is the admin doing it (None: the local operator)."""
     check_current(engine)
     if by is not None:
@@ -93,7 +94,8 @@ def add_user(engine: Engine, name: str, password: str, roles: Sequence[Role],
         if people.load_user(unit.conn, name) is not None:
             raise Conflict(f"user {name!r} already exists", "choose another name, or change it "
                            f"with 'tocsin users set {name}'")
-        user = User(name, frozenset(roles), tuple(jurisdiction), break_glass, False, now)
+        user = User(name, frozenset(roles), tuple(jurisdiction), break_glass, False, now,
+                    email=check_email(email) if email else None)
         people.insert_user(unit.conn, user, _hasher.hash(password))
         unit.audit("user.created", name, _user_details(user))
         return user
@@ -102,8 +104,9 @@ def add_user(engine: Engine, name: str, password: str, roles: Sequence[Role],
 def set_user(engine: Engine, name: str, *, roles: Sequence[Role] | None = None,
              jurisdiction: Sequence[str] | None = None, break_glass: bool | None = None,
              disabled: bool | None = None, password: str | None = None, now: datetime,
-             by: Principal | None, actor: str) -> User:
-    """Change a user; disabling one ends their sessions, and their tokens stop working."""
+             by: Principal | None, actor: str, email: str | None = None) -> User:
+    """Change a user; disabling one ends their sessions, and their tokens stop working.
+    `email` '' removes the address; None leaves it."""
     check_current(engine)
     if by is not None:
         require(by, Scope.ADMIN, "manage users")
@@ -128,6 +131,7 @@ def set_user(engine: Engine, name: str, *, roles: Sequence[Role] | None = None,
             disabled=disabled if disabled is not None else user.disabled,
             failed_logins=0 if password is not None else user.failed_logins,
             locked_until=None if password is not None else user.locked_until,
+            email=user.email if email is None else (check_email(email) if email else None),
         )
         check_roles(changed.roles, changed.jurisdiction, records.load_tree(unit.conn))
         people.update_user(unit.conn, changed,
@@ -142,7 +146,8 @@ def set_user(engine: Engine, name: str, *, roles: Sequence[Role] | None = None,
 
 def _user_details(user: User) -> dict[str, object]:
     return {"roles": sorted(user.roles), "jurisdiction": list(user.jurisdiction),
-            "break_glass": user.break_glass, "disabled": user.disabled}
+            "break_glass": user.break_glass, "disabled": user.disabled,
+            "email": bool(user.email)}
 
 
 def list_users(engine: Engine, *, by: Principal | None) -> list[User]:

@@ -26,6 +26,7 @@ from tocsin.domain.notify import (
     DeliveryStatus,
     Subscription,
     SubscriptionStatus,
+    check_email,
 )
 from tocsin.service import targets
 from tocsin.service.change import change
@@ -35,8 +36,6 @@ from tocsin.store.database import check_current, reading
 
 LANGUAGES = ("kk", "ru", "en")
 MAX_AREAS = 200
-EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
-                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$")
 PUSH_KEY = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
 
@@ -222,11 +221,7 @@ def _check_target(channel: Channel, target: str, details: Mapping[str, Any],
     if channel is Channel.WEBHOOK:
         return targets.check_url(target, what="webhook URL", allow_private=allow_private), {}
     if channel is Channel.EMAIL:
-        if len(target) > 254 or not EMAIL.match(target):
-            raise InvalidInput(f"{target!r} is not an e-mail address",
-                               "give an address like name@example.kz")
-        local, _, domain = target.rpartition("@")
-        return f"{local}@{domain.lower()}", {}
+        return check_email(target), {}
     if channel is Channel.PUSH:
         url = targets.check_url(target, what="push endpoint", allow_private=allow_private)
         if not url.startswith("https://") and not allow_private:

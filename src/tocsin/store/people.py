@@ -15,7 +15,8 @@ def _user(row: Any) -> User:
     return User(name=row.name, roles=parse_roles(row.roles),
                 jurisdiction=tuple(row.jurisdiction), break_glass=row.break_glass,
                 disabled=row.disabled, created_at=row.created_at,
-                failed_logins=row.failed_logins, locked_until=row.locked_until)
+                failed_logins=row.failed_logins, locked_until=row.locked_until,
+                email=row.email)
 
 
 def load_users(conn: Connection) -> dict[str, User]:
@@ -33,14 +34,16 @@ def insert_user(conn: Connection, user: User, password_hash: str) -> None:
     conn.execute(insert(t.users).values(
         name=user.name, password_hash=password_hash, roles=sorted(user.roles),
         jurisdiction=list(user.jurisdiction), break_glass=user.break_glass,
-        disabled=user.disabled, created_at=user.created_at, failed_logins=0, locked_until=None))
+        disabled=user.disabled, created_at=user.created_at, failed_logins=0, locked_until=None,
+        email=user.email))
 
 
 def update_user(conn: Connection, user: User, password_hash: str | None = None) -> None:
     values: dict[str, Any] = {
         "roles": sorted(user.roles), "jurisdiction": list(user.jurisdiction),
         "break_glass": user.break_glass, "disabled": user.disabled,
-        "failed_logins": user.failed_logins, "locked_until": user.locked_until}
+        "failed_logins": user.failed_logins, "locked_until": user.locked_until,
+        "email": user.email}
     if password_hash is not None:
         values["password_hash"] = password_hash
     conn.execute(update(t.users).where(t.users.c.name == user.name).values(**values))
