@@ -99,6 +99,11 @@ class WebhookSender:
             return Outcome(False, f"refused: {error}; {PRIVATE_FIX}", permanent=True)
         except TimeoutError:
             return Outcome(False, "timed out")
+        except aiohttp.ClientConnectorError as error:
+            if isinstance(error.os_error, PrivateAddress):
+                return Outcome(False, f"refused: {error.os_error}; {PRIVATE_FIX}",
+                               permanent=True)
+            return Outcome(False, f"could not connect: {error}"[:300])
         except aiohttp.ClientError as error:
             return Outcome(False, f"could not connect: {error}"[:300])
         except OSError as error:

@@ -100,11 +100,12 @@ class Worker:
         self._limit = asyncio.Semaphore(self.tuning.concurrency)
         self._world: tuple[int, World] | None = None
         self._described: dict[tuple[int, str], list[dict[str, Any]]] = {}
-        self._woken: asyncio.Event | None = None
+        self._running = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set."""
-        self._woken = woken = asyncio.Event()
+        self._running = True
+        woken = asyncio.Event()
         stopping = threading.Event()
         if self.engine.dialect.name == "postgresql":
             threading.Thread(target=listen, daemon=True, args=(
@@ -115,7 +116,7 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    busy = await self.once()
+                    busy = await self._round()
                 except Exception:
                     log.exception("the notification worker's round failed; retrying")
                     busy = 0
@@ -131,12 +132,21 @@ class Worker:
                 woken.clear()
         finally:
             stopping.set()
+            self._running = False
             for sender in self.senders.values():
                 await sender.close()
 
     async def once(self) -> int:
         """One round: the schedule, fan-out, then every delivery due now. Returns how much
-        was done (0: idle)."""
+        was done (0: idle). Outside `run`, the channels' connections are closed after it."""
+        try:
+            return await self._round()
+        finally:
+            if not self._running:
+                for sender in self.senders.values():
+                    await sender.close()
+
+    async def _round(self) -> int:
         now = self.clock()
         done = 0
         changed = await asyncio.to_thread(levels.run_due, self.engine, now)

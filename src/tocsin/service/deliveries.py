@@ -113,10 +113,12 @@ def _fan_out_one(conn: Connection, tree: AreaTree, event_id: int, topic: str,
             or_(~exists().where(ss.c.subscription_id == s.c.id),
                 exists().where(ss.c.subscription_id == s.c.id, ss.c.scheme.in_(schemes))),
         )
-        result = conn.execute(insert(d).from_select(
+        conn.execute(insert(d).from_select(
             ["event_id", "subscription_id", "channel", "target", "status", "attempts",
              "created_at", "next_attempt_at"], chosen))
-        return int(result.rowcount or 0)
+        # Counted, since drivers do not all report the rows an INSERT … SELECT made.
+        return int(conn.execute(select(func.count()).select_from(d)
+                                .where(d.c.event_id == event_id)).scalar_one())
     if topic == notify.CONFIRM:
         row = conn.execute(select(s.c.id, s.c.channel, s.c.target, s.c.status)
                            .where(s.c.id == payload["subscription"])).first()
