@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
-
 from tests.helpers import request, utc
 from tests.receiver import Behaviour, receiving
+
 from tocsin import settings
 from tocsin.demo import kazakhstan_areas_file
 from tocsin.domain import notify
@@ -46,7 +46,7 @@ def test_back_off_grows_caps_and_stays_within_jitter() -> None:
     assert max(waits) == notify.LONGEST_WAIT.total_seconds()
     assert notify.retry_wait(3, 0.0).total_seconds() == pytest.approx(90 * 0.8)
     assert notify.retry_wait(3, 0.999999).total_seconds() == pytest.approx(90 * 1.2, rel=1e-5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="counts from 1"):
         notify.retry_wait(0, 0.5)
 
 
@@ -250,6 +250,7 @@ def test_a_webhook_answering_410_is_disabled(engine: Engine, tmp_path: Path) -> 
 
 def test_subscriptions_refuse_bad_input_and_write_nothing(engine: Engine) -> None:
     from tests.helpers import dump
+
     from tocsin.domain.errors import InvalidInput, NotFound
     before = dump(engine)
     bad = [
