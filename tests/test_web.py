@@ -191,6 +191,15 @@ def test_server_sent_events_and_reconnecting_misses_nothing(engine: Engine) -> N
         reader.start()
         reader.join(10)
         assert again == [first[1]]
+        # Ids are the outbox's: another server process (here a second app) resumes the same.
+        with running(create_app(engine)) as other:
+            elsewhere: list[tuple[str, str, str]] = []
+            reader = threading.Thread(target=read_events, args=(
+                other, first[0][0], 1, elsewhere, threading.Event()))
+            reader.start()
+            reader.join(10)
+        assert [(e[0], e[1]) for e in elsewhere] == [(first[1][0], "levels")]
+        assert json.loads(elsewhere[0][2])["changes"] == json.loads(first[1][2])["changes"]
         # An id this process never issued gets a reset, so the page reloads everything.
         reset: list[tuple[str, str, str]] = []
         reader = threading.Thread(target=read_events, args=(base, "0-99", 1, reset,

@@ -35,12 +35,11 @@ from tocsin.notify.jobs import Job, Links, Sender
 from tocsin.notify.webhook import WebhookSender
 from tocsin.render import urls
 from tocsin.service import deliveries, keys, levels, subscriptions
-from tocsin.service.change import NOTIFY_CHANNEL
 from tocsin.service.deliveries import Claimed, Result
 from tocsin.service.queries import World, world_of
 from tocsin.store import tables as t
 from tocsin.store.database import reading
-from tocsin.store.listen import listen
+from tocsin.store.listen import NOTIFY_CHANNEL, listen
 
 log = logging.getLogger("tocsin.notify")
 SQLITE_POLL = 0.05

@@ -15,8 +15,7 @@ from tocsin.service import levels
 from tocsin.store import records
 from tocsin.store import tables as t
 from tocsin.store.database import writing
-
-NOTIFY_CHANNEL = "tocsin_changes"
+from tocsin.store.listen import NOTIFY_CHANNEL
 
 
 class Change:

@@ -34,10 +34,11 @@ from tocsin.domain.area import AreaTree
 from tocsin.domain.errors import InvalidInput, NotFound
 from tocsin.domain.notify import DeliveryStatus, Outcome, SubscriptionStatus
 from tocsin.service import subscriptions
-from tocsin.service.change import NOTIFY_CHANNEL, change
+from tocsin.service.change import change
 from tocsin.store import records
 from tocsin.store import tables as t
 from tocsin.store.database import check_current, reading, writing
+from tocsin.store.listen import NOTIFY_CHANNEL
 
 LEASE = timedelta(seconds=60)
 """How long a claimed delivery belongs to its worker; longer than any one attempt."""

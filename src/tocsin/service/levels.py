@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from tocsin.domain import notify
 from tocsin.domain.declaration import Declaration
@@ -23,8 +23,10 @@ from tocsin.service.queries import LevelMap, World, world_of
 from tocsin.store import records
 from tocsin.store import tables as t
 from tocsin.store.database import writing
+from tocsin.store.listen import NOTIFY_CHANNEL
 
 REMIND_BEFORE = timedelta(hours=24)
+KEEP = 1000
 
 
 def check(conn: Connection, now: datetime, *, remind_before: timedelta = REMIND_BEFORE
@@ -66,7 +68,27 @@ def run_due(engine: Engine, now: datetime, *, remind_before: timedelta = REMIND_
     if row.baselined and (row.next_check is None or row.next_check > now):
         return None
     with writing(engine) as conn:
-        return check(conn, now, remind_before=remind_before)
+        announced = check(conn, now, remind_before=remind_before)
+        if announced:  # servers rebuild their snapshot and tell open pages
+            conn.execute(update(t.state).where(t.state.c.id == 1)
+                         .values(version=t.state.c.version + 1))
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        return announced
+
+
+def announcements(engine: Engine, *, after: int | None = None, last: int | None = None
+                  ) -> list[tuple[int, dict[str, Any]]]:
+    """`levels.changed` events in order: those after the id `after`, or the `last` few."""
+    o = t.outbox
+    query = select(o.c.id, o.c.payload).where(o.c.topic == notify.LEVELS_CHANGED)
+    if after is not None:
+        query = query.where(o.c.id > after).order_by(o.c.id).limit(KEEP)
+    else:
+        query = query.order_by(o.c.id.desc()).limit(last or KEEP)
+    with engine.connect() as conn:
+        rows = [(int(r.id), dict(r.payload)) for r in conn.execute(query)]
+    return sorted(rows)
 
 
 def next_check(engine: Engine) -> datetime | None:

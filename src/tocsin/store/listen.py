@@ -10,6 +10,8 @@ import psycopg
 from sqlalchemy import Engine
 
 log = logging.getLogger("tocsin.store")
+NOTIFY_CHANNEL = "tocsin_changes"
+"""Every change to the store NOTIFYs this channel on PostgreSQL."""
 
 
 def listen(engine: Engine, channel: str, loop: asyncio.AbstractEventLoop,

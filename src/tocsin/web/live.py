@@ -12,11 +12,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
-from tocsin.service.change import NOTIFY_CHANNEL
-from tocsin.store.listen import listen
+from tocsin.service import levels
+from tocsin.store.listen import NOTIFY_CHANNEL, listen
 from tocsin.web import snapshot as snapshots
 from tocsin.web.snapshot import Snapshot
 
@@ -37,34 +38,40 @@ class Event:
 
 
 class Broadcaster:
-    """Level-change events with ids, kept for reconnecting clients (Last-Event-ID)."""
+    """Level-change events for open pages, fed from the outbox: an event's id is its outbox
+    id, the same in every server process and after restarts, so a page that reconnects
+    (Last-Event-ID) to any process gets exactly what it missed, or a reset when that is
+    no longer known here."""
 
-    def __init__(self) -> None:
-        self.boot = f"{int(time.time() * 1000):x}"
-        self._seq = 0
+    def __init__(self, floor: int = 0) -> None:
         self._events: deque[Event] = deque(maxlen=KEEP_EVENTS)
         self._waiters: set[asyncio.Event] = set()
+        self.last_id = floor
+        """The newest event this process knows of."""
+        self._floor = floor
+        """Every event after this id is (or was) here."""
 
-    def publish(self, payload: dict[str, object]) -> Event:
-        self._seq += 1
-        event = Event(f"{self.boot}-{self._seq}", json.dumps(payload, ensure_ascii=False,
-                                                           separators=(",", ":")))
+    def publish(self, event_id: int, payload: dict[str, object]) -> Event | None:
+        """Add an outbox event; an event at or before the newest known is ignored."""
+        if event_id <= self.last_id:
+            return None
+        if len(self._events) == self._events.maxlen:
+            self._floor = int(self._events[0].id)
+        self.last_id = event_id
+        event = Event(str(event_id), json.dumps(payload, ensure_ascii=False,
+                                                separators=(",", ":")))
         self._events.append(event)
         for waiter in self._waiters:
             waiter.set()
         return event
 
     def since(self, last_id: str | None) -> list[Event] | None:
-        """Events after `last_id`; None when some of them are no longer known (reset)."""
+        """Events after `last_id`; None when some of them are not known here (reset)."""
         if not last_id:
             return []
-        boot, _, seq = last_id.partition("-")
-        if boot != self.boot or not seq.isdigit() or int(seq) > self._seq:
+        if not last_id.isdigit() or int(last_id) < self._floor:
             return None
-        oldest = _seq_of(self._events[0].id) if self._events else self._seq + 1
-        if int(seq) < oldest - 1:
-            return None
-        return [e for e in self._events if _seq_of(e.id) > int(seq)]
+        return [e for e in self._events if int(e.id) > int(last_id)]
 
     async def stream(self, last_id: str | None) -> AsyncIterator[str]:
         """The text/event-stream body for one client: what it missed, then what comes."""
@@ -73,11 +80,13 @@ class Broadcaster:
         try:
             yield "retry: 2000\n\n"
             missed = self.since(last_id)
+            sent = self.last_id
             if missed is None:
-                yield f"id: {self.boot}-{self._seq}\nevent: reset\ndata: {{}}\n\n"
-            for event in missed or ():
-                yield _frame(event)
-            sent = self._seq
+                yield f"id: {self.last_id}\nevent: reset\ndata: {{}}\n\n"
+            elif last_id:
+                for event in missed:
+                    yield _frame(event)
+                sent = max([int(last_id), *(int(e.id) for e in missed)])
             while True:
                 try:
                     await asyncio.wait_for(waiter.wait(), HEARTBEAT_SECONDS)
@@ -85,18 +94,11 @@ class Broadcaster:
                     yield ": keep-alive\n\n"
                     continue
                 waiter.clear()
-                for event in [e for e in self._events if _seq_of(e.id) > sent]:
+                for event in [e for e in self._events if int(e.id) > sent]:
                     yield _frame(event)
-                    sent = _seq_of(event.id)
+                    sent = int(event.id)
         finally:
             self._waiters.discard(waiter)
-
-
-def _seq_of(event_id: str | None) -> int:
-    if not event_id:
-        return 0
-    tail = event_id.partition("-")[2]
-    return int(tail) if tail.isdigit() else 0
 
 
 def _frame(event: Event) -> str:
@@ -106,10 +108,14 @@ def _frame(event: Event) -> str:
 class Holder:
     """The current snapshot of this process, rebuilt off the request path."""
 
-    def __init__(self, engine: Engine, broadcaster: Broadcaster) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.broadcaster = broadcaster
+        recent = levels.announcements(engine, last=KEEP_EVENTS)
+        # With fewer than KEEP_EVENTS announcements in the store, this process knows them all.
+        floor = recent[0][0] - 1 if len(recent) == KEEP_EVENTS else 0
+        self.broadcaster = Broadcaster(floor)
         self.current: Snapshot = snapshots.build(engine)
+        self._announce(recent, self.current)
         self._task: asyncio.Task[None] | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -123,18 +129,22 @@ class Holder:
         The new world is served at once: a document not yet pre-rendered renders on its
         first request, and `prerender` fills in the rest afterwards.
         """
-        old = self.current
+        # Read before building: every announcement read is in the snapshot built after it.
+        pending = levels.announcements(self.engine, after=self.broadcaster.last_id)
         self._rebuilding = True  # pre-rendering of the old snapshot stops now
         try:
             new = snapshots.build(self.engine, prerender=False)
         finally:
             self._rebuilding = False
         self.current = new
-        changed = snapshots.changes(old, new)
-        if changed:
-            self.broadcaster.publish({"version": new.version, "at": new.built_at.isoformat(),
-                                      "changes": changed})
+        self._announce(pending, new)
         return new
+
+    def _announce(self, events: list[tuple[int, dict[str, Any]]], snapshot: Snapshot) -> None:
+        for event_id, payload in events:
+            self.broadcaster.publish(event_id, {"version": snapshot.version,
+                                                "at": payload["at"],
+                                                "changes": payload["changes"]})
 
     def prerender(self, snapshot: Snapshot) -> None:
         """Render every document of `snapshot`; stop early once a newer one has taken over.

@@ -7,6 +7,7 @@ they never touch the database and never wait for a rebuild.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,13 +16,15 @@ from sqlalchemy import Engine
 
 from tocsin import settings
 from tocsin.domain.audit import AuditHead
+from tocsin.domain.errors import TocsinError
 from tocsin.render.feeds import Publication
 from tocsin.service import exports, keys, queries
-from tocsin.service.queries import LevelMap, World
+from tocsin.service.queries import World
 from tocsin.store import records
 from tocsin.store.database import reading
 from tocsin.web.site import Site
 
+log = logging.getLogger("tocsin.web")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,6 @@ class Snapshot:
     built_at: datetime
     world: World
     site: Site
-    levels: LevelMap
     next_change: datetime | None
     """When some level next starts or ends without anyone writing; rebuild then."""
 
@@ -75,11 +77,23 @@ def build(engine: Engine, now: datetime | None = None, *, prerender: bool = True
     # same bytes, whenever and wherever it is rendered (live server, static mirror).
     changed = last_change(world, at, written)
     site = Site(world, changed, changed, head, publication=publication, cap_documents=stored,
-                signer=signer, keys_document=keys.public_keys_document(folder))
-    snapshot = Snapshot(version, at, world, site, world.levels_at(at), world.next_change_after(at))
+                signer=signer, keys_document=keys.public_keys_document(folder),
+                push_key=push_key(folder))
+    snapshot = Snapshot(version, at, world, site, world.next_change_after(at))
     if prerender:
         render_all(snapshot)
     return snapshot
+
+
+def push_key(folder: Path) -> str | None:
+    """The VAPID public key the area pages hand to browsers, made on first use; None (the
+    pages offer no push) when the key folder cannot hold a usable key."""
+    try:
+        key = keys.vapid_key(folder, create=True)
+    except (TocsinError, OSError) as error:
+        log.warning("browser push is off: %s", error)
+        return None
+    return key.public_key_b64url if key is not None else None
 
 
 def render_all(snapshot: Snapshot) -> int:
@@ -89,14 +103,3 @@ def render_all(snapshot: Snapshot) -> int:
         snapshot.site.render(path)
         count += 1
     return count
-
-
-def changes(old: Snapshot | None, new: Snapshot) -> list[dict[str, str | None]]:
-    """The (scheme, area) pairs whose level differs between two snapshots."""
-    before = old.levels if old else {}
-    out = []
-    for (scheme, area), level in new.levels.items():
-        previous = before.get((scheme, area))
-        if previous != level:
-            out.append({"scheme": scheme, "area": area, "from": previous, "to": level})
-    return out
