@@ -26,7 +26,7 @@ from tocsin.store.database import connect
 from tocsin.web import authority, console, websub
 from tocsin.web.documents import HTML, JSON, Document, document
 from tocsin.web.guard import SECURITY_HEADERS, Limiter
-from tocsin.web.live import Broadcaster, Holder
+from tocsin.web.live import Holder
 from tocsin.web.site import negotiate, query_language
 
 Scope = MutableMapping[str, Any]
@@ -236,7 +236,7 @@ def create_app(engine: Engine, *, rate_limit: int | None = None) -> TocsinApp:
     """The application for one database; builds the first snapshot before returning."""
     per_minute = rate_limit or settings.read().rate_limit
     limiter = Limiter(per_minute=per_minute, burst=max(10, per_minute // 5))
-    holder = Holder(engine, Broadcaster())
+    holder = Holder(engine)
     hub = websub.Hub(engine, holder)
     holder.listeners.append(hub.on_snapshot)
     private = Starlette(
