@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from sqlalchemy import Engine, select
+from tests.delivering import delivering
 from tests.web_server import free_port, running
 
 from tocsin.domain.declaration import DeclarationRequest, Statement
@@ -75,7 +76,7 @@ def hub(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     port = free_port()
     monkeypatch.setenv("TOCSIN_PUBLIC_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("TOCSIN_ALLOW_PRIVATE_TARGETS", "1")
-    with running(create_app(engine), port=port) as base:
+    with running(create_app(engine), port=port) as base, delivering(engine):
         yield base
 
 
@@ -156,9 +157,9 @@ def test_a_subscriber_answering_410_is_dropped(engine: Engine, hub: str,
     wait_for(lambda: subscriptions(engine) == [])
 
 
-def test_two_server_processes_push_each_version_once(engine: Engine, hub: str,
-                                                     subscriber: Subscriber) -> None:
-    with running(create_app(engine)):
+def test_two_workers_push_each_version_once(engine: Engine, hub: str,
+                                            subscriber: Subscriber) -> None:
+    with running(create_app(engine)), delivering(engine):
         form(hub, mode="subscribe", topic=hub + FEED, callback=subscriber.url)
         wait_for(lambda: subscriptions(engine))
         declare(engine)

@@ -42,6 +42,8 @@ class Job:
     links: Links
     secret: str = ""
     """Webhooks: the subscriber's whsec_ signing secret."""
+    subscription_id: str | None = None
+    """The subscription's id (WebSub subscribers have no Subscription record)."""
 
 
 class Sender(Protocol):

@@ -55,11 +55,12 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-class WebhookSender:
-    def __init__(self, *, key: ed25519.Ed25519PrivateKey | None, allow_private: bool,
-                 per_endpoint: int = 16, timeout: float = 10.0,
+class Poster:
+    """POSTs to subscribers' endpoints: public addresses only (unless allowed), at most
+    `per_endpoint` at once to one origin, within a timeout; every answer an Outcome."""
+
+    def __init__(self, *, allow_private: bool, per_endpoint: int = 16, timeout: float = 10.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self._key = key
         self._allow_private = allow_private
         self._per_endpoint = per_endpoint
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
@@ -77,20 +78,16 @@ class WebhookSender:
                 headers={"User-Agent": USER_AGENT}, auto_decompress=False)
         return self._session
 
-    async def send(self, job: Job) -> Outcome:
-        parts = urlsplit(job.target)
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        parts = urlsplit(url)
         host = parts.hostname or ""
         if not self._allow_private and _is_ip(host) and not is_public(host):
             return Outcome(False, f"refused: {host} is a private address; {PRIVATE_FIX}",
                            permanent=True)
-        body = body_of(job)
-        headers = signing.headers(msg_id=job.key, timestamp=int(self._clock()), body=body,
-                                  secret=job.secret, key=self._key)
-        headers["Content-Type"] = "application/json"
         origin = f"{parts.scheme}://{parts.netloc}"
         limit = self._limits.setdefault(origin, asyncio.Semaphore(self._per_endpoint))
         try:
-            async with limit, self._client().post(job.target, data=body, headers=headers,
+            async with limit, self._client().post(url, data=body, headers=headers,
                                                    allow_redirects=False) as answer:
                 await answer.read()
                 return outcome_of(answer.status, answer.reason or "",
@@ -113,6 +110,29 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class WebhookSender:
+    """Standard Webhooks: the JSON event, signed with the subscriber's secret (`v1`) and
+    with tocsin's Ed25519 document key (`v1a`) when there is one."""
+
+    def __init__(self, *, key: ed25519.Ed25519PrivateKey | None, allow_private: bool,
+                 per_endpoint: int = 16, timeout: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._key = key
+        self._clock = clock
+        self._poster = Poster(allow_private=allow_private, per_endpoint=per_endpoint,
+                              timeout=timeout, clock=clock)
+
+    async def send(self, job: Job) -> Outcome:
+        body = body_of(job)
+        headers = signing.headers(msg_id=job.key, timestamp=int(self._clock()), body=body,
+                                  secret=job.secret, key=self._key)
+        headers["Content-Type"] = "application/json"
+        return await self._poster.post(job.target, body, headers)
+
+    async def close(self) -> None:
+        await self._poster.close()
 
 
 def body_of(job: Job) -> bytes:

@@ -33,6 +33,7 @@ from tocsin.domain.notify import Channel, Outcome, Subscription
 from tocsin.domain.text import pick
 from tocsin.notify.jobs import Job, Links, Sender
 from tocsin.notify.webhook import WebhookSender
+from tocsin.notify.websub import WebSubSender
 from tocsin.render import urls
 from tocsin.service import deliveries, keys, levels, subscriptions
 from tocsin.service.deliveries import Claimed, Result
@@ -62,16 +63,19 @@ class Tuning:
     lease: timedelta = field(default_factory=lambda: deliveries.LEASE)
 
 
-def make_senders(config: settings.Settings, tuning: Tuning) -> dict[Channel, Sender]:
-    """The channels this configuration can use: webhooks always; e-mail when an SMTP server
-    is set; browser push when a VAPID key exists."""
+def make_senders(engine: Engine, config: settings.Settings, tuning: Tuning
+                 ) -> dict[Channel, Sender]:
+    """The channels this configuration can use: webhooks and WebSub always; e-mail when an
+    SMTP server is set; browser push when a VAPID key exists."""
     folder = Path(config.keys_dir)
     signer = keys.document_signer(folder)
     out: dict[Channel, Sender] = {
         Channel.WEBHOOK: WebhookSender(key=signer.private_key if signer else None,
                                        allow_private=config.allow_private_targets,
                                        per_endpoint=tuning.per_endpoint,
-                                       timeout=tuning.timeout)}
+                                       timeout=tuning.timeout),
+        Channel.WEBSUB: WebSubSender(engine, config, per_endpoint=tuning.per_endpoint,
+                                     timeout=tuning.timeout)}
     if config.smtp_url:
         from tocsin.notify.mail import MailSender, parse_smtp_url
         out[Channel.EMAIL] = MailSender(parse_smtp_url(config.smtp_url, config.mail_from),
@@ -91,7 +95,7 @@ class Worker:
         self.engine = engine
         self.config = config
         self.tuning = tuning or Tuning()
-        self.senders = dict(senders) if senders is not None else make_senders(config,
+        self.senders = dict(senders) if senders is not None else make_senders(engine, config,
                                                                                self.tuning)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.clock = clock
@@ -210,6 +214,14 @@ class Worker:
                     .where(t.subscriptions.c.id.in_(ids)))} if ids else {}
         jobs, skipped = [], []
         for c in claimed:
+            if c.channel is Channel.WEBSUB:
+                jobs.append(Job(
+                    delivery_id=c.id, event_id=c.event_id, topic=c.topic, payload=c.payload,
+                    channel=c.channel, target=c.target, subscription=None, attempt=c.attempt,
+                    key=notify.idempotency_key(c.event_id, c.subscription_id or c.target),
+                    changes=[], links=Links(self.config.public_url),
+                    subscription_id=c.subscription_id))
+                continue
             sub = subs.get(c.subscription_id) if c.subscription_id else None
             if c.subscription_id and sub is None:
                 skipped.append(c.id)
@@ -234,7 +246,8 @@ class Worker:
                 channel=c.channel, target=c.target, subscription=sub, attempt=c.attempt,
                 key=notify.idempotency_key(c.event_id, c.subscription_id or c.target),
                 changes=changes, links=self._links(c, sub, secret),
-                secret=secret if c.channel is Channel.WEBHOOK else ""))
+                secret=secret if c.channel is Channel.WEBHOOK else "",
+                subscription_id=c.subscription_id))
         return jobs, skipped
 
     def _links(self, c: Claimed, sub: Subscription | None, secret: str) -> Links:

@@ -43,6 +43,9 @@ from tocsin.store.listen import NOTIFY_CHANNEL
 LEASE = timedelta(seconds=60)
 """How long a claimed delivery belongs to its worker; longer than any one attempt."""
 DELIVERY_STATUSES = tuple(s.value for s in DeliveryStatus)
+FEED_TOPICS = frozenset({notify.LEVELS_CHANGED, "declaration.published",
+                         "declaration.cancelled"})
+"""Events after which a feed may have changed: WebSub subscribers get the new version."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,38 @@ def fan_out(engine: Engine, now: datetime, *, limit: int = 50) -> list[tuple[int
 
 def _fan_out_one(conn: Connection, tree: AreaTree, event_id: int, topic: str,
                  payload: Mapping[str, Any], now: datetime) -> int:
+    made = _to_subscribers(conn, tree, event_id, topic, payload, now)
+    if topic in FEED_TOPICS:
+        made += _to_websub(conn, event_id, now)
+    return made
+
+
+def _to_websub(conn: Connection, event_id: int, now: datetime) -> int:
+    """A push to every WebSub subscriber whose lease holds; at delivery time the worker
+    sends its feed if the feed's version moved since the last push."""
+    d, w = t.deliveries, t.websub_subscriptions
+    chosen = select(
+        literal(event_id), w.c.id, literal(notify.Channel.WEBSUB.value), w.c.callback,
+        literal(DeliveryStatus.PENDING.value), literal(0), literal(now, t.UTCDateTime),
+        literal(now, t.UTCDateTime),
+    ).where(w.c.state == "active", or_(w.c.lease_expires_at.is_(None),
+                                       w.c.lease_expires_at > now))
+    before = _count(conn, event_id)
+    conn.execute(insert(d).from_select(
+        ["event_id", "subscription_id", "channel", "target", "status", "attempts",
+         "created_at", "next_attempt_at"], chosen))
+    return _count(conn, event_id) - before
+
+
+def _count(conn: Connection, event_id: int) -> int:
+    """Counted, since drivers do not all report the rows an INSERT … SELECT made."""
+    d = t.deliveries
+    return int(conn.execute(select(func.count()).select_from(d)
+                            .where(d.c.event_id == event_id)).scalar_one())
+
+
+def _to_subscribers(conn: Connection, tree: AreaTree, event_id: int, topic: str,
+                    payload: Mapping[str, Any], now: datetime) -> int:
     d, s = t.deliveries, t.subscriptions
     pending = {"status": DeliveryStatus.PENDING.value, "attempts": 0, "created_at": now,
                "next_attempt_at": now}
@@ -117,9 +152,7 @@ def _fan_out_one(conn: Connection, tree: AreaTree, event_id: int, topic: str,
         conn.execute(insert(d).from_select(
             ["event_id", "subscription_id", "channel", "target", "status", "attempts",
              "created_at", "next_attempt_at"], chosen))
-        # Counted, since drivers do not all report the rows an INSERT … SELECT made.
-        return int(conn.execute(select(func.count()).select_from(d)
-                                .where(d.c.event_id == event_id)).scalar_one())
+        return _count(conn, event_id)
     if topic == notify.CONFIRM:
         row = conn.execute(select(s.c.id, s.c.channel, s.c.target, s.c.status)
                            .where(s.c.id == payload["subscription"])).first()

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from tocsin.store import tables as t
 from tocsin.store.database import reading, writing
@@ -68,45 +68,58 @@ def remove(engine: Engine, topic: str, callback: str) -> bool:
     return bool(result.rowcount)
 
 
-def due(engine: Engine, topic: str, etag: str, *, now: datetime) -> list[Subscription]:
-    """Subscriptions to `topic` whose lease holds and which have not had version `etag`."""
+def get(engine: Engine, subscription_id: str, *, now: datetime) -> Subscription | None:
+    """The subscription, if it still exists and its lease holds."""
     c = t.websub_subscriptions.c
-    with writing(engine) as conn:
-        conn.execute(delete(t.websub_subscriptions).where(c.lease_expires_at <= now))
-        rows = conn.execute(select(t.websub_subscriptions).where(
-            c.topic == topic, c.state == "active",
-            or_(c.last_etag.is_(None), c.last_etag != etag))).all()
-    return [Subscription(r.id, r.topic, r.callback, r.secret, r.lease_expires_at, r.last_etag)
-            for r in rows]
-
-
-def claim(engine: Engine, subscription: Subscription, etag: str) -> bool:
-    """Take the delivery of version `etag` to this subscriber; False if another process did."""
-    c = t.websub_subscriptions.c
-    with writing(engine) as conn:
-        result = conn.execute(update(t.websub_subscriptions).where(
-            c.id == subscription.id,
-            or_(c.last_etag.is_(None), and_(c.last_etag != etag,
-                                            c.last_etag == subscription.last_etag)),
-        ).values(last_etag=etag))
-    return bool(result.rowcount)
+    with reading(engine) as conn:
+        r = conn.execute(select(t.websub_subscriptions).where(
+            c.id == subscription_id, c.state == "active")).first()
+    if r is None or (r.lease_expires_at is not None and r.lease_expires_at <= now):
+        return None
+    return Subscription(r.id, r.topic, r.callback, r.secret, r.lease_expires_at, r.last_etag)
 
 
 def record(engine: Engine, subscription_id: str, status: str, *, now: datetime,
-           gone: bool = False) -> None:
-    """Note a delivery's outcome; a subscriber that answered 410 Gone is removed."""
+           etag: str | None = None, gone: bool = False) -> None:
+    """Note a push's outcome (and, when it was delivered, the version sent); a subscriber
+    that answered 410 Gone is removed."""
     with writing(engine) as conn:
         if gone:
             conn.execute(delete(t.websub_subscriptions).where(
                 t.websub_subscriptions.c.id == subscription_id))
-        else:
-            conn.execute(update(t.websub_subscriptions)
-                         .where(t.websub_subscriptions.c.id == subscription_id)
-                         .values(last_delivery_at=now, last_status=status))
+            return
+        values: dict[str, object] = {"last_delivery_at": now, "last_status": status}
+        if etag is not None:
+            values["last_etag"] = etag
+        conn.execute(update(t.websub_subscriptions)
+                     .where(t.websub_subscriptions.c.id == subscription_id).values(**values))
 
 
-def topics(engine: Engine) -> list[str]:
-    """Every topic someone subscribes to."""
-    with reading(engine) as conn:
-        return list(conn.execute(
-            select(t.websub_subscriptions.c.topic).distinct()).scalars().all())
+def claim(engine: Engine, subscription: Subscription, etag: str) -> bool:
+    """Take the push of version `etag` to this subscriber; False when it has it already or
+    another worker took it first (the version it had moved meanwhile)."""
+    c = t.websub_subscriptions.c
+    with writing(engine) as conn:
+        result = conn.execute(update(t.websub_subscriptions).where(
+            c.id == subscription.id,
+            c.last_etag.is_(None) if subscription.last_etag is None
+            else c.last_etag == subscription.last_etag,
+        ).values(last_etag=etag))
+    return bool(result.rowcount)
+
+
+def release(engine: Engine, subscription: Subscription, etag: str) -> None:
+    """Give back a claimed version that could not be pushed, so that a retry sends it."""
+    c = t.websub_subscriptions.c
+    with writing(engine) as conn:
+        conn.execute(update(t.websub_subscriptions).where(
+            c.id == subscription.id, c.last_etag == etag).values(
+            last_etag=subscription.last_etag))
+
+
+def expire(engine: Engine, *, now: datetime) -> int:
+    """Drop subscriptions whose lease has run out."""
+    with writing(engine) as conn:
+        result = conn.execute(delete(t.websub_subscriptions).where(
+            t.websub_subscriptions.c.lease_expires_at <= now))
+    return int(result.rowcount or 0)

@@ -238,7 +238,6 @@ def create_app(engine: Engine, *, rate_limit: int | None = None) -> TocsinApp:
     limiter = Limiter(per_minute=per_minute, burst=max(10, per_minute // 5))
     holder = Holder(engine)
     hub = websub.Hub(engine, holder)
-    holder.listeners.append(hub.on_snapshot)
     private = Starlette(
         routes=[*authority.routes(authority.AuthorityApi(engine, limiter)),
                 *console.routes(engine, limiter),

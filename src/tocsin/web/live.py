@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,8 +120,6 @@ class Holder:
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
         self._rebuilding = False
-        self.listeners: list[Callable[[Snapshot, Snapshot], Awaitable[None]]] = []
-        """Told of every new snapshot (old, new), e.g. to push changed feeds."""
 
     def refresh(self) -> Snapshot:
         """Build a new snapshot now and swap it in; announce level changes.
@@ -182,10 +180,7 @@ class Holder:
                                                         self.engine)
                 due = self.current.next_change
                 if version != self.current.version or (due and datetime.now(UTC) >= due):
-                    old = self.current
                     new = await loop.run_in_executor(None, self.refresh)
-                    for listener in self.listeners:
-                        _background(listener(old, new))
                     # Not awaited: the watcher keeps watching while documents render.
                     loop.run_in_executor(None, self.prerender, new)
             except Exception:  # keep serving the last good snapshot
@@ -201,18 +196,3 @@ class Holder:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-
-_running: set[asyncio.Task[None]] = set()
-
-
-def _background(work: Awaitable[None]) -> None:
-    """Run `work` without waiting for it; log what it raises."""
-    task = asyncio.ensure_future(work)
-    _running.add(task)
-
-    def done(finished: asyncio.Task[None]) -> None:
-        _running.discard(finished)
-        if not finished.cancelled() and finished.exception() is not None:
-            log.error("a snapshot listener failed", exc_info=finished.exception())
-    task.add_done_callback(done)

@@ -1,15 +1,14 @@
 """tocsin as its own WebSub hub (W3C WebSub): subscribers confirm their intent, then every new
 version of a feed is pushed to them, signed with their secret when they gave one.
 
-Topics are the feeds' public URLs (TOCSIN_PUBLIC_URL + /feeds/…). Deliveries go straight from
-the server process; each is claimed in the database, so many processes push it once.
+Topics are the feeds' public URLs (TOCSIN_PUBLIC_URL + /feeds/…). The server verifies intent;
+pushes go through the notification workers' delivery queue (tocsin.notify.websub), with
+retries, like every other delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -29,13 +28,10 @@ from tocsin.domain.errors import InvalidInput, TocsinError
 from tocsin.render.errors import Refusal
 from tocsin.service import targets, websub
 from tocsin.web.authority import error_response, read_body
-from tocsin.web.snapshot import Snapshot
 
 HUB_PATH = "/websub"
 FEEDS = "/feeds/"
 TIMEOUT = 10.0
-ATTEMPTS = (0.0, 2.0, 8.0)
-"""Seconds to wait before each delivery attempt."""
 MAX_SECRET = 199
 log = logging.getLogger("tocsin.websub")
 T = TypeVar("T")
@@ -143,46 +139,3 @@ class Hub:
         etag = self.holder.current.site.render(path).etag
         await self._run(websub.activate, self.engine, topic, callback, secret,
                         websub.lease_for(lease_seconds), now=now(), etag=etag)
-
-    # -- distribution -------------------------------------------------------------------------
-
-    async def on_snapshot(self, old: Snapshot, new: Snapshot) -> None:
-        """Push every feed whose bytes changed to its subscribers."""
-        for topic in await self._run(websub.topics, self.engine):
-            if not topic.startswith(self.public_url):
-                continue
-            path = topic[len(self.public_url):]
-            try:
-                doc = new.site.render(path)
-            except TocsinError:
-                continue
-            subscribers = await self._run(websub.due, self.engine, topic, doc.etag, now=now())
-            for subscription in subscribers:
-                if await self._run(websub.claim, self.engine, subscription, doc.etag):
-                    self._spawn(self._deliver(subscription, doc.body, doc.media_type))
-
-    async def _deliver(self, subscription: websub.Subscription, body: bytes,
-                       media_type: str) -> None:
-        headers = {"content-type": media_type,
-                   "link": f'<{self.url}>; rel="hub", <{subscription.topic}>; rel="self"'}
-        if subscription.secret:
-            digest = hmac.new(subscription.secret.encode(), body, hashlib.sha256).hexdigest()
-            headers["x-hub-signature"] = f"sha256={digest}"
-        status = "not delivered"
-        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-            for pause in ATTEMPTS:
-                await asyncio.sleep(pause)
-                try:
-                    answer = await client.post(subscription.callback, content=body,
-                                               headers=headers)
-                except httpx.HTTPError as error:
-                    status = f"failed: {type(error).__name__}"
-                    continue
-                status = str(answer.status_code)
-                if answer.status_code == 410:
-                    await self._run(websub.record, self.engine, subscription.id, status,
-                                    now=now(), gone=True)
-                    return
-                if answer.is_success:
-                    break
-        await self._run(websub.record, self.engine, subscription.id, status, now=now())
