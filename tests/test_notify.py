@@ -324,3 +324,17 @@ def test_an_upgraded_database_records_levels_in_force_silently(engine: Engine) -
         conn.execute(t.schedule.update().values(baselined=False))
     assert levels.run_due(engine, T0 + timedelta(minutes=1)) == []
     assert len(events(engine)) == 1
+
+
+def test_the_console_desk_lists_terms_ending_within_a_day(engine: Engine) -> None:
+    from tocsin.service import authority
+    user = people.add_user(engine, "aigul", "correct horse battery staple", [Role.ISSUER],
+                           ["KZ-75"], break_glass=False, now=T0, by=None, actor="t")
+    ends = T0 + timedelta(days=2)
+    [near] = commands.declare(engine, [request("high", ("KZ-75",), expires=ends)], now=T0,
+                              actor="t")
+    commands.declare(engine, [request("moderate", ("KZ-19",), expires=ends)], now=T0, actor="t")
+    principal = user.principal()
+    assert authority.desk(engine, principal, now=T0).ending == []
+    soon = authority.desk(engine, principal, now=ends - timedelta(hours=3)).ending
+    assert [d.id for d in soon] == [near.id]  # the other is outside her jurisdiction

@@ -26,6 +26,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "mine": "My declarations",
         "to_decide": "Waiting for my decision",
         "active": "In force in my jurisdiction",
+        "ending": "Terms ending within 24 hours",
+        "ending_hint": ("These levels end by themselves when their term runs out. To keep one, "
+                        "open it and extend it (a new declaration replacing it)."),
+        "ending_list": "Ending soon",
         "nothing": "Nothing here.",
         "id": "Id",
         "level": "Level",
@@ -129,6 +133,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "mine": "Мои объявления",
         "to_decide": "Ожидают моего решения",
         "active": "Действуют в моей зоне ответственности",
+        "ending": "Сроки, истекающие в ближайшие 24 часа",
+        "ending_hint": ("Эти уровни отменятся сами, когда истечёт срок. Чтобы сохранить "
+                        "уровень, откройте его и продлите (новым объявлением взамен)."),
+        "ending_list": "Скоро истекают",
         "nothing": "Записей нет.",
         "id": "Идентификатор",
         "level": "Уровень",
@@ -235,6 +243,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "mine": "Менің мәлімдемелерім",
         "to_decide": "Менің шешімімді күтетін мәлімдемелер",
         "active": "Менің жауапкершілік аймағымда күшінде",
+        "ending": "Мерзімі 24 сағат ішінде аяқталатындар",
+        "ending_hint": ("Бұл деңгейлер мерзімі өткенде өздігінен аяқталады. Деңгейді сақтау "
+                        "үшін оны ашып, ұзартыңыз (оның орнына жаңа мәлімдеме)."),
+        "ending_list": "Жақында аяқталады",
         "nothing": "Жазбалар жоқ.",
         "id": "Сәйкестендіргіш",
         "level": "Деңгей",

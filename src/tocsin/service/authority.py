@@ -5,13 +5,13 @@ The same functions serve the JSON API and the console; the local CLI uses comman
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Engine
 
 from tocsin.domain import access
-from tocsin.domain.access import Principal
+from tocsin.domain.access import Principal, Scope, outside
 from tocsin.domain.area import AreaTree
 from tocsin.domain.declaration import (
     CancelRequest,
@@ -30,6 +30,7 @@ from tocsin.domain.declaration import (
 from tocsin.domain.errors import Conflict, InvalidInput, TocsinError, unknown
 from tocsin.domain.scheme import Scheme
 from tocsin.domain.times import iso
+from tocsin.service import levels
 from tocsin.service.change import Change, change
 from tocsin.service.commands import (
     known_declarations,
@@ -278,6 +279,8 @@ class Desk:
     mine: list[Declaration]
     to_decide: list[Declaration]
     active: list[Declaration]
+    ending: list[Declaration] = field(default_factory=list)
+    """In force, theirs to extend, and ending by expiry within the reminder window."""
 
 
 def desk(engine: Engine, principal: Principal, *, now: datetime) -> Desk:
@@ -297,7 +300,12 @@ def desk(engine: Engine, principal: Principal, *, now: datetime) -> Desk:
     active = [d for d in live.values() if _holds(d, replacers.get(d.id, []), now)
               and _concerns(principal, tree, d)]
     mine.sort(key=lambda d: d.created_at, reverse=True)
-    return Desk(mine, to_decide, sorted(active, key=lambda d: d.effective or d.created_at))
+    ending = [d for d in active if principal.has(Scope.DECLARE) and d.expires is not None
+              and end_of(d, replacers.get(d.id, [])) == d.expires
+              and d.expires - levels.REMIND_BEFORE <= now and not outside(principal, tree,
+                                                                          d.areas)]
+    return Desk(mine, to_decide, sorted(active, key=lambda d: d.effective or d.created_at),
+                sorted(ending, key=lambda d: (d.expires, d.id)))
 
 
 def _may_decide(principal: Principal, tree: AreaTree, d: Declaration,

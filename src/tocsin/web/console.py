@@ -184,7 +184,8 @@ class Console:
             "desk.html", self.chrome(request, texts_of(lang)["desk"], s),
             mine=views.rows(world, found.mine, lang),
             to_decide=views.rows(world, found.to_decide, lang),
-            active=views.rows(world, found.active, lang)))
+            active=views.rows(world, found.active, lang),
+            ending=views.rows(world, found.ending, lang)))
 
     # -- declaring ----------------------------------------------------------------------------
 
