@@ -17,6 +17,7 @@ from tocsin.cli.demo import run_demo
 from tocsin.cli.export import app as export_app
 from tocsin.cli.ingest import ingest
 from tocsin.cli.keys import app as keys_app
+from tocsin.cli.notify import deliveries_app, subscriptions_app, worker
 from tocsin.cli.people import tokens_app, users_app
 from tocsin.cli.schemes import app as schemes_app
 from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
@@ -48,6 +49,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(schemes_app, name="schemes")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(deliveries_app, name="deliveries")
 app.command("ingest")(ingest)
 audit_app = typer.Typer(help="Read and verify the hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -313,11 +316,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
+    no_worker: Annotated[bool, typer.Option(
+        "--no-worker", help="Run no notification worker beside the server (run 'tocsin "
+        "worker' processes instead).")] = False,
 ) -> None:
-    """Serve the public pages, JSON API, SVG map and badges, and live updates."""
+    """Serve the public pages, JSON API, SVG map and badges, and live updates.
+
+    A notification worker runs beside the server unless --no-worker."""
     with ctx.refusals():
         check_current(ctx.engine())
-        serve_http(ctx.engine(), host=host, port=port, workers=workers)
+        serve_http(ctx.engine(), host=host, port=port, workers=workers, worker=not no_worker)
+
+
+app.command("worker")(worker)
 
 
 @app.command()
@@ -334,7 +345,7 @@ def demo(
     with ctx.refusals():
         engine = run_demo(directory)
         if not no_serve:
-            serve_http(engine, host="127.0.0.1", port=port, workers=1)
+            serve_http(engine, host="127.0.0.1", port=port, workers=1, worker=True)
 
 
 def run() -> None:
