@@ -12,9 +12,11 @@ error. Full-page screenshots of every step go to test-artifacts/browser/ (not co
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -29,15 +31,18 @@ from playwright.sync_api import (
     sync_playwright,
 )
 from sqlalchemy import Engine
+from tests.smtp_server import running_smtp
 from tests.web_server import running
 
-from tocsin import demo
+from tocsin import demo, settings
 from tocsin.domain.access import Role
 from tocsin.domain.declaration import DeclarationRequest, Statement
+from tocsin.domain.notify import SubscriptionStatus
 from tocsin.domain.times import parse_instant
 from tocsin.ingest.areas import read_areas_csv
+from tocsin.notify.worker import Worker
 from tocsin.render import i18n
-from tocsin.service import commands, people
+from tocsin.service import commands, people, subscriptions
 from tocsin.store.database import connect
 from tocsin.web.app import create_app
 
@@ -332,4 +337,51 @@ def test_two_people_put_almaty_region_on_high_through_the_console(
         assert issuer_console.errors == [] and approver_console.errors == []
     finally:
         for page in (issuer, approver, reader):
+            page.context.close()
+
+
+def test_a_reader_subscribes_by_e_mail_and_confirms_from_the_message(
+        browser: Browser, demo_engine: Engine, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The e-mail form of an area page, the confirmation message through a real SMTP server,
+    and its link opened in the browser: a page with a button, then confirmed."""
+    keys_dir = tmp_path / "keys"
+    monkeypatch.setenv("TOCSIN_KEYS_DIR", str(keys_dir))
+    with running_smtp() as smtp, running(create_app(demo_engine)) as base:
+        page = new_page(browser, base)
+        console = Console(page)
+        try:
+            page.goto("/en/areas/KZ-75")
+            form = page.locator("form.subscribe")
+            form.get_by_label("Your e-mail address").fill("reader@example.kz")
+            shot(page, "13-subscribe-form-en-KZ-75")
+            form.get_by_role("button", name="Subscribe by e-mail").click()
+            expect(page.locator("h1")).to_have_text("Check your inbox")
+            expect(page.get_by_role("link", name="Back to Almaty")).to_be_visible()
+            shot(page, "14-subscribe-check-inbox")
+
+            config = settings.Settings(
+                database_url=demo_engine.url.render_as_string(hide_password=False),
+                sender="t", keys_dir=str(keys_dir), smtp_url=smtp.url, public_url=base)
+            with ThreadPoolExecutor(1) as pool:  # Playwright's loop owns this thread
+                pool.submit(asyncio.run, Worker(demo_engine, config).once()).result()
+            [received] = smtp.messages()
+            assert received.rcpt_tos == ("reader@example.kz",)
+            text = received.message.get_body(("plain",))
+            assert text is not None
+            [link] = re.findall(rf"{re.escape(base)}/subscriptions/\S+/confirm\?sig=\S+",
+                                str(text.get_content()))
+
+            page.goto(link)
+            expect(page.locator("h1")).to_have_text("Confirm your subscription")
+            [pending] = subscriptions.list_subscriptions(demo_engine, owner="public")
+            assert pending.status is SubscriptionStatus.PENDING
+            page.get_by_role("button", name="Confirm").click()
+            expect(page.locator("h1")).to_have_text("Subscription confirmed")
+            expect(page.get_by_role("link", name="Unsubscribe")).to_be_visible()
+            shot(page, "15-subscription-confirmed")
+            [active] = subscriptions.list_subscriptions(demo_engine, owner="public")
+            assert active.status is SubscriptionStatus.ACTIVE
+            assert console.errors == []
+        finally:
             page.context.close()

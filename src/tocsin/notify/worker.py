@@ -120,13 +120,12 @@ class Worker:
             while not stop.is_set():
                 try:
                     busy = await self._round()
-                except Exception:
+                    wait = 0.0 if busy else await asyncio.to_thread(self._idle_wait, poll)
+                except Exception:  # e.g. the database is restarting: keep trying
                     log.exception("the notification worker's round failed; retrying")
-                    busy = 0
-                    await asyncio.sleep(1.0)
+                    busy, wait = 0, 1.0
                 if busy:
                     continue
-                wait = await asyncio.to_thread(self._idle_wait, poll)
                 waiters = [asyncio.ensure_future(woken.wait()),
                            asyncio.ensure_future(stop.wait())]
                 await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
@@ -181,9 +180,26 @@ class Worker:
                 await asyncio.to_thread(deliveries.drop, self.engine, skipped,
                                         detail="no change in it for this subscriber")
             results = await asyncio.gather(*(self._attempt(job) for job in jobs))
-            await asyncio.to_thread(deliveries.record, self.engine, results, worker=self.name,
-                                    rng=self._rng)
+            await self._record(results)
             handled += len(claimed)
+
+    async def _record(self, results: list[Result]) -> None:
+        """Record the attempts; while the database is away, keep trying for as long as the
+        leases hold (after that other workers send them again, which is allowed)."""
+        deadline = time.monotonic() + self.tuning.lease.total_seconds()
+        pause = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(deliveries.record, self.engine, results,
+                                        worker=self.name, rng=self._rng)
+                return
+            except Exception:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("could not record %d attempts; retrying", len(results),
+                            exc_info=True)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     async def _attempt(self, job: Job) -> Result:
         sender = self.senders.get(job.channel)

@@ -112,6 +112,50 @@ UI: dict[str, dict[str, str]] = {
         "level_updated": "Level updated",
         "open_data": "Open data",
         "footer_note": "Published with tocsin, open-source software.",
+        "error_403": "Not allowed",
+        "error_429": "Too many requests",
+        "subscribe_title": "Hear when the level here changes",
+        "subscribe_email": "Your e-mail address",
+        "subscribe_button": "Subscribe by e-mail",
+        "subscribe_note": ("We will send a message to confirm the address first, and every "
+                           "message has a link to unsubscribe in one click."),
+        "push_button": "Notify me in this browser",
+        "push_done": ("Subscribed: this browser will show a notification when the level here "
+                      "changes."),
+        "push_denied": ("Notifications are blocked for this site; allow them in the browser's "
+                        "settings."),
+        "push_failed": "Could not subscribe. Try again later.",
+        "sent_title": "Check your inbox",
+        "sent_text": ("Unless this address is already subscribed, a message is on its way to "
+                      "it. Open the link in it to confirm: until then nothing else is sent."),
+        "sent_back": "Back to {area}",
+        "confirm_title": "Confirm your subscription",
+        "confirm_text": "Press the button to receive e-mail when the level changes in: {areas}.",
+        "confirm_button": "Confirm",
+        "confirmed_title": "Subscription confirmed",
+        "confirmed_text": "Confirmed: you will hear changes of the level in: {areas}.",
+        "unsubscribe_link": "Unsubscribe",
+        "unsubscribe_title": "Unsubscribe",
+        "unsubscribe_text": "Press the button to stop hearing changes of the level in: {areas}.",
+        "unsubscribe_button": "Unsubscribe",
+        "unsubscribed_title": "Unsubscribed",
+        "unsubscribed_text": ("You will receive nothing more from this subscription. You can "
+                              "subscribe again on any area's page."),
+        "sub_no_email": "No e-mail address was given: write yours in the form.",
+        "sub_bad_email": "{value} is not an e-mail address: give one like name@example.kz.",
+        "sub_bad_area": "Area {value} is not known: subscribe on the area's own page.",
+        "sub_bad_language": ("Language {value} is not one of this site's (kk, ru, en): send the "
+                             "form from an area page."),
+        "sub_form_only": ("This address takes the subscription form only: send it from an "
+                          "area page."),
+        "sub_cross_site": ("This form was sent from another site: use the form on this site's "
+                           "area pages."),
+        "sub_too_large": "The form is too large: send only the e-mail address.",
+        "sub_slow_down": ("Too many requests from your address: wait {seconds} seconds and "
+                          "try again."),
+        "sub_bad_link": "This link is not valid: use the link exactly as the message gave it.",
+        "sub_unknown": "There is no such subscription: subscribe again on an area's page.",
+        "sub_ended": "This subscription has ended: subscribe again on an area's page.",
     },
     "ru": {
         "site": "Уровни угрозы",
@@ -191,6 +235,57 @@ UI: dict[str, dict[str, str]] = {
         "level_updated": "Уровень обновлён",
         "open_data": "Открытые данные",
         "footer_note": "Опубликовано с помощью tocsin — открытого программного обеспечения.",
+        "error_403": "Доступ запрещён",
+        "error_429": "Слишком много запросов",
+        "subscribe_title": "Узнавать об изменении уровня здесь",
+        "subscribe_email": "Ваш адрес электронной почты",
+        "subscribe_button": "Подписаться по почте",
+        "subscribe_note": ("Сначала мы отправим письмо для подтверждения адреса; в каждом "
+                           "письме есть ссылка, чтобы отписаться одним нажатием."),
+        "push_button": "Уведомлять в этом браузере",
+        "push_done": ("Подписка оформлена: браузер покажет уведомление, когда уровень здесь "
+                      "изменится."),
+        "push_denied": ("Уведомления для этого сайта запрещены; разрешите их в настройках "
+                        "браузера."),
+        "push_failed": "Не удалось подписаться. Попробуйте позже.",
+        "sent_title": "Проверьте почту",
+        "sent_text": ("Если этот адрес ещё не подписан, на него уже идёт письмо. Откройте "
+                      "ссылку из письма, чтобы подтвердить подписку: до тех пор ничего другого "
+                      "не придёт."),
+        "sent_back": "Вернуться к территории «{area}»",
+        "confirm_title": "Подтвердите подписку",
+        "confirm_text": ("Нажмите кнопку, чтобы получать письма об изменении уровня на "
+                         "территориях: {areas}."),
+        "confirm_button": "Подтвердить",
+        "confirmed_title": "Подписка подтверждена",
+        "confirmed_text": ("Подтверждено: вы будете получать сообщения об изменении уровня на "
+                           "территориях: {areas}."),
+        "unsubscribe_link": "Отписаться",
+        "unsubscribe_title": "Отписаться",
+        "unsubscribe_text": ("Нажмите кнопку, чтобы больше не получать сообщения об изменении "
+                             "уровня на территориях: {areas}."),
+        "unsubscribe_button": "Отписаться",
+        "unsubscribed_title": "Подписка отменена",
+        "unsubscribed_text": ("Вы больше не будете получать сообщения по этой подписке. "
+                              "Подписаться снова можно на странице любой территории."),
+        "sub_no_email": "Адрес электронной почты не указан: впишите его в форму.",
+        "sub_bad_email": ("«{value}» — не адрес электронной почты: укажите адрес вида "
+                          "name@example.kz."),
+        "sub_bad_area": ("Территория «{value}» неизвестна: подпишитесь на странице самой "
+                         "территории."),
+        "sub_bad_language": ("Язык «{value}» не поддерживается сайтом (kk, ru, en): отправьте "
+                             "форму со страницы территории."),
+        "sub_form_only": ("Этот адрес принимает только форму подписки: отправьте её со "
+                          "страницы территории."),
+        "sub_cross_site": ("Форма отправлена с другого сайта: воспользуйтесь формой на "
+                           "страницах территорий этого сайта."),
+        "sub_too_large": "Форма слишком велика: отправьте только адрес электронной почты.",
+        "sub_slow_down": ("Слишком много запросов с вашего адреса: подождите {seconds} с и "
+                          "попробуйте снова."),
+        "sub_bad_link": ("Эта ссылка недействительна: используйте ссылку в точности так, как "
+                         "она дана в письме."),
+        "sub_unknown": "Такой подписки нет: подпишитесь снова на странице территории.",
+        "sub_ended": "Эта подписка завершена: подпишитесь снова на странице территории.",
     },
     "kk": {
         "site": "Қауіп деңгейлері",
@@ -270,6 +365,53 @@ UI: dict[str, dict[str, str]] = {
         "level_updated": "Деңгей жаңартылды",
         "open_data": "Ашық деректер",
         "footer_note": "tocsin ашық бағдарламалық жасақтамасымен жарияланды.",
+        "error_403": "Рұқсат жоқ",
+        "error_429": "Сұраулар тым көп",
+        "subscribe_title": "Мұндағы деңгей өзгергенін білу",
+        "subscribe_email": "Электрондық пошта мекенжайыңыз",
+        "subscribe_button": "Пошта арқылы жазылу",
+        "subscribe_note": ("Алдымен мекенжайды растау үшін хат жібереміз; әр хатта бір басумен "
+                           "жазылымнан бас тартуға арналған сілтеме бар."),
+        "push_button": "Осы браузерде хабарлау",
+        "push_done": "Жазылдыңыз: деңгей өзгергенде браузер хабарлама көрсетеді.",
+        "push_denied": ("Бұл сайтқа хабарламаларға тыйым салынған; оларды браузер "
+                        "баптауларында рұқсат етіңіз."),
+        "push_failed": "Жазылу мүмкін болмады. Кейінірек қайталап көріңіз.",
+        "sent_title": "Поштаңызды тексеріңіз",
+        "sent_text": ("Бұл мекенжай әлі жазылмаған болса, оған хат жіберілді. Жазылымды растау "
+                      "үшін хаттағы сілтемені ашыңыз: оған дейін басқа ештеңе жіберілмейді."),
+        "sent_back": "«{area}» бетіне оралу",
+        "confirm_title": "Жазылымды растаңыз",
+        "confirm_text": ("Келесі аумақтарда деңгей өзгергенде хат алу үшін батырманы басыңыз: "
+                         "{areas}."),
+        "confirm_button": "Растау",
+        "confirmed_title": "Жазылым расталды",
+        "confirmed_text": ("Расталды: келесі аумақтардағы деңгей өзгерістері туралы хабар "
+                           "аласыз: {areas}."),
+        "unsubscribe_link": "Жазылымнан бас тарту",
+        "unsubscribe_title": "Жазылымнан бас тарту",
+        "unsubscribe_text": ("Келесі аумақтардағы деңгей өзгерістері туралы хабарларды тоқтату "
+                             "үшін батырманы басыңыз: {areas}."),
+        "unsubscribe_button": "Бас тарту",
+        "unsubscribed_title": "Жазылымнан бас тартылды",
+        "unsubscribed_text": ("Бұл жазылым бойынша енді хабар алмайсыз. Кез келген аумақтың "
+                              "бетінде қайта жазыла аласыз."),
+        "sub_no_email": "Электрондық пошта мекенжайы көрсетілмеген: оны формаға жазыңыз.",
+        "sub_bad_email": ("«{value}» электрондық пошта мекенжайы емес: name@example.kz сияқты "
+                          "мекенжай жазыңыз."),
+        "sub_bad_area": "«{value}» аумағы белгісіз: аумақтың өз бетінде жазылыңыз.",
+        "sub_bad_language": ("«{value}» тілі бұл сайтта жоқ (kk, ru, en): форманы аумақ бетінен "
+                             "жіберіңіз."),
+        "sub_form_only": ("Бұл мекенжай тек жазылу формасын қабылдайды: оны аумақ бетінен "
+                          "жіберіңіз."),
+        "sub_cross_site": ("Форма басқа сайттан жіберілген: осы сайттың аумақ беттеріндегі "
+                           "форманы пайдаланыңыз."),
+        "sub_too_large": "Форма тым үлкен: тек электрондық пошта мекенжайын жіберіңіз.",
+        "sub_slow_down": ("Сіздің мекенжайыңыздан сұраулар тым көп: {seconds} секунд күтіп, "
+                          "қайталап көріңіз."),
+        "sub_bad_link": "Бұл сілтеме жарамсыз: сілтемені хатта берілгендей дәл пайдаланыңыз.",
+        "sub_unknown": "Мұндай жазылым жоқ: аумақ бетінде қайта жазылыңыз.",
+        "sub_ended": "Бұл жазылым аяқталған: аумақ бетінде қайта жазылыңыз.",
     },
 }
 

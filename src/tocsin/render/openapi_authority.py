@@ -1,26 +1,44 @@
-"""The OpenAPI description of the authority API (/api/v1/authority/…), joined to the public
-document by openapi.py. The schemas mirror web/authority.py; tests run Schemathesis over them
-with real tokens."""
+"""The OpenAPI description of the authority API (/api/v1/authority/…, with subscriptions and
+deliveries) and of browser push registration (/api/v1/push/…), joined to the public document
+by openapi.py. The schemas mirror web/authority.py and web/subscriptions_api.py; tests run
+Schemathesis over them with real tokens."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tocsin.domain.access import Role, Scope
+from tocsin.domain.area import CODE_PATTERN
 from tocsin.domain.declaration import Status
+from tocsin.domain.notify import Channel, DeliveryStatus, SubscriptionStatus
+from tocsin.ingest.schemes import KEY as SCHEME_KEY
 from tocsin.render.query import LIMIT_MAX
+from tocsin.service.subscriptions import LANGUAGES, MAX_AREAS
 
 JSON = "application/json"
 Schema = dict[str, Any]
 PREFIX = "/api/v1/authority"
+PUSH = "/api/v1/push"
 STRING: Schema = {"type": "string"}
 BOOLEAN: Schema = {"type": "boolean"}
 INSTANT: Schema = {"type": "string", "format": "date-time"}
+INTEGER: Schema = {"type": "integer"}
+AREAS: Schema = {"type": "array", "minItems": 1, "maxItems": MAX_AREAS,
+                 "items": {"type": "string", "pattern": CODE_PATTERN.pattern},
+                 "description": "Area codes; a change in an area inside one is heard too."}
+SCHEMES: Schema = {"type": "array", "items": {"type": "string", "pattern": SCHEME_KEY.pattern},
+                   "description": "Only these schemes (see /api/v1/schemes); none: every one."}
+HTTP_URL = r"^https?://[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*(:[1-9][0-9]{0,3})?(/[!-~]*)?$"
+"""An absolute http(s) URL on a named host (or IPv4 address), without a user name."""
+LANGUAGE: Schema = {"type": "string", "enum": list(LANGUAGES), "default": "en",
+                    "description": "The language of names and messages."}
 ERRORS = {
     "400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
     "409": "Conflict", "413": "TooLarge", "415": "UnsupportedMediaType",
     "429": "TooManyRequests",
 }
+PUBLIC_ERRORS = {"400": "BadRequest", "404": "NotFound", "413": "TooLarge",
+                 "415": "UnsupportedMediaType", "429": "TooManyRequests", "503": "Unavailable"}
 
 
 def _ref(name: str) -> Schema:
@@ -64,6 +82,24 @@ def _op(name: str, summary: str, description: str, response: str | None, *,
     return op
 
 
+def _public_op(name: str, summary: str, description: str, response: str, *,
+               status: str = "200", body: str | None = None,
+               errors: tuple[str, ...] = ()) -> Schema:
+    """An operation anyone may call, without a token."""
+    responses: dict[str, Any] = {
+        status: {"description": summary, "content": {JSON: {"schema": _ref(response)}}},
+        "400": {"$ref": "#/components/responses/BadRequest"},
+    }
+    for code in errors:
+        responses[code] = {"$ref": f"#/components/responses/{PUBLIC_ERRORS[code]}"}
+    op: Schema = {"operationId": name, "summary": summary, "description": description,
+                  "tags": ["public"], "parameters": [], "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+    return op
+
+
+
 def _path_param(name: str, description: str, pattern: str) -> Schema:
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": {"type": "string", "pattern": pattern}}
@@ -76,6 +112,18 @@ def paths() -> dict[str, Any]:
     limit = {"name": "limit", "in": "query", "required": False,
              "description": "How many of the newest entries.",
              "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 100}}
+    s_id = _path_param("id", "The subscription's id.", r"^sub_[0-9a-f]{16}$")
+    delivery = _path_param("id", "The delivery's id.", r"^[1-9][0-9]{0,17}$")
+    owner = {"name": "owner", "in": "query", "required": False,
+             "description": "Admins: only this owner's (user:NAME, local-operator:LOGIN, "
+                            "public). Others always see only their own.",
+             "schema": {"type": "string", "pattern": r"^[^\x00-\x1f\x7f]{1,200}$"}}
+    status = {"name": "status", "in": "query", "required": False,
+              "description": "Only deliveries in this state.",
+              "schema": {"type": "string", "enum": [s.value for s in DeliveryStatus]}}
+    newest = {"name": "limit", "in": "query", "required": False,
+              "description": "How many of the newest deliveries.",
+              "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 50}}
     return {
         f"{PREFIX}/me": {"get": _op("me", "Who this token acts for",
                                     "The user, their roles, jurisdiction and rights.",
@@ -139,6 +187,55 @@ def paths() -> dict[str, Any]:
             "verifyAudit", "Verify the whole audit chain",
             "Names the first entry altered, removed or moved.", "Verdict",
             scope="read-audit")},
+        **_subscription_paths(s_id, delivery, owner, status, newest),
+    }
+
+
+def _subscription_paths(s_id: Schema, delivery: Schema, owner: Schema, status: Schema,
+                        newest: Schema) -> dict[str, Any]:
+    subs = f"{PREFIX}/subscriptions"
+    return {
+        subs: {
+            "get": _op("subscriptions", "My subscriptions",
+                       "One's own, never with their secrets; admins see everyone's. Removed "
+                       "ones are left out.", "Subscriptions", scope="subscribe",
+                       params=[owner]),
+            "post": _op("subscribe", "Register a webhook",
+                        "It hears the level changes of its areas (and of every area inside "
+                        "them) under its schemes. Each delivery is a JSON POST signed with "
+                        "Standard Webhooks headers: check webhook-signature with the secret, "
+                        "which is in this answer only.", "NewSubscription", status="201",
+                        body="SubscriptionInput", scope="subscribe"),
+        },
+        f"{subs}/{{id}}": {
+            "parameters": [s_id],
+            "get": _op("subscription", "One subscription",
+                       "Another owner's answers 404, as if it did not exist.",
+                       "Subscription", scope="subscribe"),
+            "delete": _op("unsubscribe", "Remove a subscription",
+                          "It hears nothing more; deliveries still queued are dropped. "
+                          "Answers the subscription, disabled.", "Subscription",
+                          scope="subscribe"),
+        },
+        f"{subs}/{{id}}/deliveries": {"parameters": [s_id], "get": _op(
+            "subscriptionDeliveries", "What was sent to a subscription",
+            "Its deliveries, newest first: state, attempts, the last answer.", "Deliveries",
+            scope="subscribe", params=[status, newest])},
+        f"{PREFIX}/deliveries/{{id}}": {"parameters": [delivery], "get": _op(
+            "delivery", "One delivery, with every attempt",
+            "Only a delivery to one's own subscription (admins: any).", "DeliveryDetail",
+            scope="subscribe")},
+        f"{PUSH}/subscriptions": {"post": _public_op(
+            "subscribePush", "Register a browser for push notifications",
+            "The body is the browser's PushSubscription.toJSON() with the areas, schemes and "
+            "language chosen. The answer names the signed path that ends the subscription.",
+            "PushSubscribed", status="201", body="PushSubscriptionInput",
+            errors=("404", "413", "415", "429"))},
+        f"{PUSH}/key": {"get": _public_op(
+            "pushKey", "The push key of this server",
+            "The VAPID public key (RFC 8292) to give PushManager.subscribe() as "
+            "applicationServerKey: an uncompressed P-256 point, base64url.", "PushKey",
+            errors=("503",))},
     }
 
 
@@ -213,11 +310,65 @@ def schemas() -> dict[str, Schema]:
             "seq": {"type": "integer"}, "at": INSTANT, "actor": STRING, "action": STRING,
             "subject": STRING, "details": {"type": "object"}, "prev_hash": STRING,
             "hash": STRING}))}),
+        **_subscription_schemas(),
         "Verdict": _obj({
             "ok": BOOLEAN, "checked": {"type": "integer"},
             "head": _obj({"seq": _nullable({"type": "integer"}),
                           "hash": _nullable(STRING)}),
             "broken_entry": _nullable({"type": "integer"}), "problem": _nullable(STRING)}),
+    }
+
+
+def _subscription_schemas() -> dict[str, Schema]:
+    subscription = {
+        "id": STRING, "channel": {"type": "string", "enum": [c.value for c in Channel]},
+        "target": STRING, "areas": _array(STRING), "schemes": _array(STRING),
+        "language": STRING,
+        "status": {"type": "string", "enum": [s.value for s in SubscriptionStatus]},
+        "owner": STRING, "created_at": INSTANT, "confirmed_at": _nullable(INSTANT),
+        "disabled_at": _nullable(INSTANT), "disabled_reason": _nullable(STRING)}
+    delivery = {
+        "id": INTEGER, "event": INTEGER, "topic": STRING, "subscription": _nullable(STRING),
+        "channel": STRING, "target": STRING,
+        "status": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
+        "attempts": INTEGER, "created_at": _nullable(INSTANT),
+        "next_attempt_at": _nullable(INSTANT), "delivered_at": _nullable(INSTANT),
+        "last_status": _nullable(INTEGER), "last_detail": _nullable(STRING),
+        "key": {"type": "string", "description": "The idempotency key: the webhook-id of "
+                                                  "every attempt."}}
+    attempt = _obj({"at": INSTANT, "worker": STRING, "delivered": BOOLEAN,
+                    "status": _nullable(INTEGER), "detail": STRING,
+                    "duration_ms": _nullable(INTEGER)})
+    push_key = {"type": "string", "pattern": "^[A-Za-z0-9_-]+={0,2}$", "maxLength": 200}
+    return {
+        "Subscription": _obj(subscription),
+        "NewSubscription": _obj({**subscription, "secret": {
+            "type": "string", "pattern": "^whsec_",
+            "description": "The Standard Webhooks signing secret; shown only here."}}),
+        "Subscriptions": _obj({"subscriptions": _array(_ref("Subscription"))}),
+        "SubscriptionInput": _obj({
+            "webhook": {"type": "string", "format": "uri", "maxLength": 2000,
+                        "pattern": HTTP_URL,
+                        "description": "An absolute http(s) URL on a public host."},
+            "areas": AREAS, "schemes": SCHEMES, "language": LANGUAGE},
+            required=["webhook", "areas"]),
+        "Delivery": _obj(delivery),
+        "DeliveryDetail": _obj({**delivery, "attempt_log": _array(attempt)}),
+        "Deliveries": _obj({"deliveries": _array(_ref("Delivery"))}),
+        "PushSubscriptionInput": _obj({
+            "endpoint": {"type": "string", "format": "uri", "maxLength": 2000,
+                         "pattern": HTTP_URL,
+                         "description": "The push service's URL, as the browser gave it."},
+            "expirationTime": {"type": ["number", "null"]},
+            "keys": _obj({"p256dh": push_key, "auth": push_key}),
+            "areas": AREAS, "schemes": SCHEMES, "language": LANGUAGE},
+            required=["endpoint", "keys", "areas"]),
+        "PushSubscribed": _obj({
+            "id": STRING,
+            "status": {"type": "string", "enum": [s.value for s in SubscriptionStatus]},
+            "unsubscribe": {"type": "string", "description": "The signed path (on this "
+                            "site) that ends the subscription."}}),
+        "PushKey": _obj({"public_key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{87}$"}}),
     }
 
 
@@ -240,4 +391,5 @@ def responses(error: Any) -> dict[str, Any]:
         "TooLarge": error("The body is larger than 64 KiB."),
         "UnsupportedMediaType": error("The body is not application/json."),
         "TooManyRequests": error("Too many requests or failed attempts; see Retry-After."),
+        "Unavailable": error("Browser push is off: the server's push key cannot be used."),
     }

@@ -37,6 +37,11 @@ _ENV = Environment(
 )
 _ENV.globals.update(stylesheet=urls.STYLESHEET, levels_css=LEVELS_CSS, script=urls.SCRIPT,
                     api_levels=urls.api_levels(), openapi=urls.OPENAPI)
+PUSH_SCRIPT = "/static/push.js"
+PUSH_SUBSCRIPTIONS = "/api/v1/push/subscriptions"
+"""Where push.js POSTs a browser's push subscription."""
+EMAIL_SUBSCRIPTIONS = "/subscriptions/email"
+"""Where the area pages' e-mail form is sent (tocsin.web.subscribe)."""
 NO_LEVEL_CLASS = "lv-none"
 NO_LEVEL_COLOUR = "#E8E8E8"
 HISTORY_HINT = "see the history page for published declarations"
@@ -317,8 +322,18 @@ class SchemeStatus:
     snippet: str
 
 
-def area_page(world: World, code: str, ctx: PageContext) -> str:
-    """One area: per scheme its level, meaning, measures, guidance, term, why, and history."""
+@dataclass(frozen=True)
+class Push:
+    """What an area page's push button needs: the server's VAPID public key (base64url)
+    and where the browser's subscription is sent."""
+
+    key: str
+    url: str = PUSH_SUBSCRIPTIONS
+
+
+def area_page(world: World, code: str, ctx: PageContext, *, push: Push | None = None) -> str:
+    """One area: per scheme its level, meaning, measures, guidance, term, why, and history;
+    then the e-mail subscription form and, with `push`, the browser push button."""
     area = world.tree.get(code)
     world = _as_known_at(world, ctx)
     t = i18n.ui(ctx.lang)
@@ -330,7 +345,8 @@ def area_page(world: World, code: str, ctx: PageContext) -> str:
     frame = _frame(ctx, name, lambda lang: urls.area(lang, code), world.tree.timezone(code),
                    json=urls.api_area(code))
     return _render("area.html", frame, name=name, code=code, parents=parents, children=children,
-                   within=t["within"].format(area=name), schemes=sections)
+                   within=t["within"].format(area=name), schemes=sections, push=push,
+                   subscribe_action=EMAIL_SUBSCRIPTIONS, push_script=PUSH_SCRIPT)
 
 
 def _scheme_status(world: World, status: AreaStatus, ctx: PageContext) -> SchemeStatus:
@@ -504,6 +520,27 @@ def _tree_preorder(world: World) -> list[str]:
         out.append(code)
         stack.extend(reversed(world.tree.children(code)))
     return out
+
+
+# ---------------------------------------------------------------------------- subscribing
+
+@dataclass(frozen=True)
+class Notice:
+    """A short page of the subscription flow: what happened or what a button will do."""
+
+    heading: str
+    lines: Sequence[str]
+    action: str | None = None
+    """Where the page's one button POSTs (None: no button)."""
+    button: str = ""
+    links: Sequence[Link] = ()
+
+
+def notice_page(ctx: PageContext, notice: Notice, path_of: Callable[[str], str]) -> str:
+    """A subscription page (check your inbox, confirm, unsubscribe, done); `path_of(lang)`
+    is the same page in another language, for the language switch."""
+    frame = _frame(ctx, notice.heading, path_of, None, live=False)
+    return _render("subscribe.html", frame, n=notice)
 
 
 # ---------------------------------------------------------------------------- errors

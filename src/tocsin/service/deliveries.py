@@ -228,7 +228,13 @@ def record(engine: Engine, results: Sequence[Result], *, worker: str,
             row = rows[r.delivery_id]
             if row.status != DeliveryStatus.LEASED.value:
                 continue  # dropped meanwhile (the subscription was removed)
-            when = notify.next_attempt(failed_attempts=int(row.attempts),
+            # Back-off counts the attempts since the first one of this round (a replay
+            # starts a new round); `attempts` keeps counting them all.
+            this_round = conn.execute(select(func.count()).select_from(t.delivery_attempts)
+                                      .where(t.delivery_attempts.c.delivery_id == r.delivery_id,
+                                             t.delivery_attempts.c.at >= (row.first_attempt_at
+                                                                          or r.at))).scalar_one()
+            when = notify.next_attempt(failed_attempts=max(1, int(this_round)),
                                        first_attempt=row.first_attempt_at or r.at, now=r.at,
                                        jitter=rng.random(), outcome=r.outcome)
             values: dict[str, Any] = {"last_status": r.outcome.status,

@@ -23,7 +23,7 @@ from tocsin.render import pages, urls
 from tocsin.render.console import CONSOLE
 from tocsin.render.errors import error_body, status_of
 from tocsin.store.database import connect
-from tocsin.web import authority, console, websub
+from tocsin.web import authority, console, subscribe, subscriptions_api, websub
 from tocsin.web.documents import HTML, JSON, Document, document
 from tocsin.web.guard import SECURITY_HEADERS, Limiter
 from tocsin.web.live import Holder
@@ -199,10 +199,11 @@ class TocsinApp:
 
 
 def is_private(path: str) -> bool:
-    """The authority API, the console and the WebSub hub: answered by the private app, never
-    cached or shared."""
+    """The authority API, the console, the WebSub hub, browser push registration and the
+    subscription pages: answered by the private app, never cached or shared."""
     return (path.startswith(authority.PREFIX + "/") or path == authority.PREFIX
-            or path == CONSOLE or path.startswith(CONSOLE + "/") or path == websub.HUB_PATH)
+            or path == CONSOLE or path.startswith(CONSOLE + "/") or path == websub.HUB_PATH
+            or subscriptions_api.is_push_path(path) or subscribe.is_subscribing(path))
 
 
 def _secured(send: Send) -> Send:
@@ -240,6 +241,8 @@ def create_app(engine: Engine, *, rate_limit: int | None = None) -> TocsinApp:
     hub = websub.Hub(engine, holder)
     private = Starlette(
         routes=[*authority.routes(authority.AuthorityApi(engine, limiter)),
+                *subscriptions_api.routes(engine, limiter),
+                *subscribe.routes(engine, limiter),
                 *console.routes(engine, limiter),
                 Route(websub.HUB_PATH, hub.endpoint, methods=["POST"])],
         exception_handlers={404: authority.not_found, 405: authority.not_found})

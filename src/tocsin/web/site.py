@@ -23,8 +23,11 @@ from tocsin.service.queries import World
 from tocsin.web.documents import CSS, HTML, JS, JSON, SVG, Document, document
 
 Params = Sequence[tuple[str, str]]
+SERVICE_WORKER = "/sw.js"
+"""At the root: a service worker controls only the paths below its own (push needs scope /)."""
 ASSETS = {urls.STYLESHEET: ("tocsin.css", CSS), urls.SCRIPT: ("live.js", JS),
-          urls.ICON: ("tocsin.svg", SVG)}
+          urls.ICON: ("tocsin.svg", SVG), pages.PUSH_SCRIPT: ("push.js", JS),
+          SERVICE_WORKER: ("sw.js", JS)}
 LEVELS_CSS = "/levels.css"
 PAGE_PARAMS = {"at": ParamKind.INSTANT}
 HISTORY_PAGE_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
@@ -73,7 +76,8 @@ class Site:
                  audit_head: AuditHead | None = None, *, publication: Publication,
                  cap_documents: Mapping[str, bytes] | None = None,
                  signer: DocumentSigner | None = None,
-                 keys_document: Mapping[str, Any] | None = None) -> None:
+                 keys_document: Mapping[str, Any] | None = None,
+                 push_key: str | None = None) -> None:
         self.world = world
         self.audit_head = audit_head
         self.now = now
@@ -85,6 +89,8 @@ class Site:
         self.signer = signer
         """With a document key: every JSON document, feed and CAP file has PATH.sig."""
         self.keys_document = keys_document or {"keys": []}
+        self.push = pages.Push(push_key) if push_key else None
+        """With the VAPID public key: area pages offer browser push."""
         self._cache: dict[tuple[str, Params], Document] = {}
 
     # -- what exists ------------------------------------------------------------------------
@@ -203,7 +209,7 @@ class Site:
             case []:
                 render = lambda: pages.overview_page(world, ctx)  # noqa: E731
             case ["areas", code]:
-                render = lambda: pages.area_page(world, code, ctx)  # noqa: E731
+                render = lambda: pages.area_page(world, code, ctx, push=self.push)  # noqa: E731
             case ["declarations", declaration_id]:
                 render = lambda: pages.declaration_page(world, declaration_id, ctx)  # noqa: E731
             case ["history"]:
