@@ -96,6 +96,15 @@ class Databases:
         admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _keys_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys made while a test runs (e.g. the VAPID key of browser push, made on first use)
+    go to a temporary folder, never into the home folder. Tests may set their own."""
+    if not os.environ.get("TOCSIN_KEYS_DIR"):
+        monkeypatch.setenv("TOCSIN_KEYS_DIR", str(tmp_path_factory.getbasetemp() / "keys"))
+
+
 @pytest.fixture(scope="session")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
     dbs = Databases(tmp_path_factory.mktemp("databases"))
