@@ -7,6 +7,8 @@ gives its path, so the description cannot drift from the code.
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from tocsin.render import api
 from tocsin.render.errors import error_of
 from tocsin.render.openapi import openapi_document
 from tocsin.render.query import ParamKind, param_schema, parse_query
-from tocsin.service import commands, queries
+from tocsin.service import commands, people, queries
 from tocsin.service.queries import World
 from tocsin.store.database import connect
 
@@ -29,9 +31,11 @@ JAN_8 = utc(2022, 1, 8, 6)
 JAN_15 = utc(2022, 1, 15)
 COUNTRYWIDE = iso(demo.COUNTRYWIDE_AT)  # 2022-01-07T03:00:00Z
 SWITCH = iso(demo.STEP_DOWN_EFFECTIVE)  # 2022-01-13T18:00:00Z
-PATHS = ("/api/v1/levels", "/api/v1/areas/{code}", "/api/v1/declarations",
-         "/api/v1/declarations/{id}", "/api/v1/schemes", "/api/v1/audit/head",
-         "/api/v1/history")
+PATHS = {"/api/v1/levels": "get", "/api/v1/areas/{code}": "get",
+         "/api/v1/declarations": "get", "/api/v1/declarations/{id}": "get",
+         "/api/v1/schemes": "get", "/api/v1/audit/head": "get", "/api/v1/history": "get",
+         "/api/v1/push/subscriptions": "post", "/api/v1/push/key": "get"}
+"""Every path anyone may call without a token, in the document's order, with its method."""
 
 
 @dataclass(frozen=True)
@@ -394,25 +398,27 @@ def test_openapi_structure(spec: dict[str, Any]) -> None:
     assert spec["info"]["title"] == "tocsin API" and spec["info"]["version"] == "1"
     public = {p: item for p, item in spec["paths"].items()
               if not p.startswith("/api/v1/authority")}
-    assert tuple(public) == PATHS
+    assert list(public) == list(PATHS)
     for path, item in spec["paths"].items():
-        if path in public:
-            continue
         for method, op in item.items():
             if method == "parameters":
                 continue
+            assert ("requestBody" in op) == ("415" in op["responses"]), path
+            if path in public:
+                assert "security" not in op, path
+                continue
             assert op["security"] == [{"bearer": []}], path
             assert {"401", "403", "429"} <= set(op["responses"]), path
-            assert ("requestBody" in op) == ("415" in op["responses"]), path
     for path, item in public.items():
-        assert set(item) <= {"get", "parameters"}, path
-        get = item["get"]
-        assert set(get["responses"]) >= {"200", "400"}, path
+        assert set(item) <= {PATHS[path], "parameters"}, path
+        op = item[PATHS[path]]
+        success = "201" if PATHS[path] == "post" else "200"
+        assert set(op["responses"]) >= {success, "400"}, path
         templated = {p["name"] for p in item.get("parameters", ())}
         assert templated == {part[1:-1] for part in path.split("/") if part.startswith("{")}
         if templated or path in ("/api/v1/declarations", "/api/v1/history"):
-            assert "404" in get["responses"], path
-        for param in get["parameters"]:
+            assert "404" in op["responses"], path
+        for param in op["parameters"]:
             assert param["in"] == "query" and param["required"] is False
     for ref in _refs(spec):
         assert _resolve(spec, ref) is not None, ref
@@ -430,6 +436,18 @@ def test_openapi_query_parameters_are_the_parsers(spec: dict[str, Any]) -> None:
         for param in params:
             expected = param_schema(allowed[param["name"]])
             assert {k: v for k, v in param["schema"].items() if k != "default"} == expected
+
+
+def test_openapi_request_patterns_say_what_the_server_checks(spec: dict[str, Any]) -> None:
+    """A text the server refuses as empty is what str.strip() empties, in all of Unicode; a
+    token lasts whole days up to the longest lifetime."""
+    schemas = spec["components"]["schemas"]
+    not_blank = re.compile(schemas["ReasonInput"]["properties"]["reason"]["pattern"])
+    kept = [chr(c) for c in range(sys.maxunicode + 1) if not_blank.search(chr(c))]
+    assert kept == [chr(c) for c in range(sys.maxunicode + 1) if chr(c).strip()]
+    expires = schemas["TokenInput"]["properties"]["expires"]["anyOf"][0]["pattern"]
+    days = [n for n in range(1000) if re.search(expires, f"P{n}D")]
+    assert days == list(range(1, people.LONGEST_TOKEN_LIFETIME.days + 1))
 
 
 def test_openapi_is_valid_openapi_3_1(spec: dict[str, Any]) -> None:

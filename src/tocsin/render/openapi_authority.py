@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tocsin.domain.access import Role, Scope
+from tocsin.domain.access import AREA_ROLES, USER_NAME, Role, Scope
 from tocsin.domain.area import CODE_PATTERN
-from tocsin.domain.declaration import Status
+from tocsin.domain.declaration import HEADLINE_MAX, Status
 from tocsin.domain.notify import Channel, DeliveryStatus, SubscriptionStatus
+from tocsin.ingest.document import LANGUAGE as LANGUAGE_TAG
 from tocsin.ingest.schemes import KEY as SCHEME_KEY
 from tocsin.render.query import LIMIT_MAX
+from tocsin.service.people import LONGEST_TOKEN_LIFETIME, MIN_PASSWORD
 from tocsin.service.subscriptions import LANGUAGES, MAX_AREAS
 
 JSON = "application/json"
@@ -32,6 +34,31 @@ HTTP_URL = r"^https?://[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*(:[1-9][0-9]{0,3
 """An absolute http(s) URL on a named host (or IPv4 address), without a user name."""
 LANGUAGE: Schema = {"type": "string", "enum": list(LANGUAGES), "default": "en",
                     "description": "The language of names and messages."}
+_SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+"""What str.strip() removes (U+3000 is the last such character): a text made only of these
+is refused as empty. Spelled out, so that every regex dialect reads the pattern alike."""
+NOT_BLANK: Schema = {"type": "string",
+                     "pattern": "[^" + "".join(f"\\u{ord(c):04x}" for c in _SPACES) + "]"}
+"""A text with something in it besides white space."""
+NO_TEXT: Schema = {"enum": ["", None]}
+"""An optional text left out: the server reads "" and null as not given."""
+CODE: Schema = {"type": "string", "pattern": CODE_PATTERN.pattern}
+KEY: Schema = {"type": "string", "pattern": SCHEME_KEY.pattern}
+USER: Schema = {"type": "string", "pattern": USER_NAME.pattern}
+PASSWORD: Schema = {**NOT_BLANK, "minLength": MIN_PASSWORD}
+BREAK_GLASS: Schema = {"anyOf": [NOT_BLANK, NO_TEXT],
+                       "description": "Publish alone, for this reason (needs the break-glass "
+                                      "right). Empty or null: the usual rules."}
+ROLES: Schema = {"type": "array", "items": {"enum": [r.value for r in Role]}, "minItems": 1}
+NEEDS_JURISDICTION: Schema = {
+    "if": {"properties": {"roles": {"contains": {"enum": [r.value for r in AREA_ROLES]}}},
+           "required": ["roles"]},
+    "then": {"properties": {"areas": {"minItems": 1}}, "required": ["areas"]}}
+"""Issuers and approvers act for a jurisdiction: without areas they are refused (400)."""
+TOKEN_DAYS = r"^P(36[0-6]|3[0-5][0-9]|[12][0-9]{2}|[1-9][0-9]?)D$"
+"""P1D to P366D. The server also takes weeks, hours and minutes (P2W, PT12H), but its limit
+(at most LONGEST_TOKEN_LIFETIME, in total) is no pattern: generated lifetimes above it would
+be refused, so the document offers whole days within it."""
 ERRORS = {
     "400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
     "409": "Conflict", "413": "TooLarge", "415": "UnsupportedMediaType",
@@ -239,16 +266,30 @@ def _subscription_paths(s_id: Schema, delivery: Schema, owner: Schema, status: S
     }
 
 
+DECLARATION_RULES = (
+    "The scheme (see /api/v1/schemes) decides the rest, each refused with 400: texts only in "
+    "its languages; an expiry when it requires one, after the effective time and within its "
+    "longest term; a published declaration never starts in the past.")
+
+
 def schemas() -> dict[str, Schema]:
     person = {"at": INSTANT, "reason": STRING, "by": STRING}
-    statement = _obj({"headline": STRING, "description": STRING, "measures": STRING,
-                      "instructions": STRING}, required=["headline"])
+    statement = _obj({"headline": {**NOT_BLANK, "maxLength": HEADLINE_MAX},
+                      "description": STRING, "measures": STRING, "instructions": STRING},
+                     required=["headline"])
     declaration_input = {
-        "scheme": STRING, "level": STRING,
-        "areas": _array(STRING, minItems=1),
-        "texts": {"type": "object", "minProperties": 1, "additionalProperties": statement},
-        "effective": _nullable(INSTANT), "expires": _nullable(INSTANT),
-        "replaces": _array(STRING), "sender": STRING,
+        "scheme": KEY, "level": KEY,
+        "areas": _array(CODE, minItems=1, uniqueItems=True),
+        "texts": {"type": "object", "minProperties": 1,
+                  "propertyNames": {"pattern": LANGUAGE_TAG.pattern},
+                  "additionalProperties": statement,
+                  "description": "Language tag (kk, ru, en, en-GB) to the texts in it."},
+        "effective": {"anyOf": [INSTANT, NO_TEXT], "description": "Empty: on publication."},
+        "expires": {"anyOf": [INSTANT, NO_TEXT]},
+        "replaces": _array(STRING, uniqueItems=True,
+                           description="Ids of published declarations of the same scheme "
+                                       "that this one ends."),
+        "sender": NOT_BLANK,
     }
     required = ["scheme", "level", "areas", "texts"]
     return {
@@ -272,13 +313,20 @@ def schemas() -> dict[str, Schema]:
                          "needs_approval": BOOLEAN}),
         "Desk": _obj({key: _array(_ref("AuthorityDeclaration"))
                       for key in ("mine", "to_decide", "active")}),
-        "DeclarationInput": _obj({**declaration_input, "submit": BOOLEAN,
-                                  "break_glass": STRING}, required=required),
-        "DeclarationEdit": _obj(declaration_input, required=required),
-        "SubmitInput": _obj({"break_glass": STRING}, required=[]),
+        "DeclarationInput": {
+            **_obj({**declaration_input, "submit": BOOLEAN, "break_glass": BREAK_GLASS},
+                   required=required),
+            "description": DECLARATION_RULES,
+            # A draft is never published, so it takes no break-glass reason (400).
+            "if": {"properties": {"submit": {"const": False}}, "required": ["submit"]},
+            "then": {"properties": {"break_glass": NO_TEXT}}},
+        "DeclarationEdit": {**_obj(declaration_input, required=required),
+                            "description": DECLARATION_RULES},
+        "SubmitInput": _obj({"break_glass": BREAK_GLASS}, required=[]),
         "ApproveInput": _obj({"revision": {"type": "integer"}}, required=[]),
-        "ReasonInput": _obj({"reason": STRING}),
-        "CancelInput": _obj({"reason": STRING, "break_glass": STRING}, required=["reason"]),
+        "ReasonInput": _obj({"reason": NOT_BLANK}),
+        "CancelInput": _obj({"reason": NOT_BLANK, "break_glass": BREAK_GLASS},
+                            required=["reason"]),
         "Principal": _obj({
             "name": STRING, "roles": _array({"enum": [r.value for r in Role]}),
             "jurisdiction": _array(STRING), "break_glass": BOOLEAN,
@@ -290,21 +338,31 @@ def schemas() -> dict[str, Schema]:
             "jurisdiction": _array(STRING), "break_glass": BOOLEAN, "disabled": BOOLEAN,
             "locked_until": _nullable(INSTANT), "created_at": INSTANT}),
         "Users": _obj({"users": _array(_ref("User"))}),
-        "UserInput": _obj({
-            "name": STRING, "password": {"type": "string", "minLength": 12},
-            "roles": _array({"enum": [r.value for r in Role]}, minItems=1),
-            "areas": _array(STRING), "break_glass": BOOLEAN},
-            required=["name", "password", "roles"]),
-        "UserPatch": _obj({
-            "roles": _array({"enum": [r.value for r in Role]}, minItems=1),
-            "areas": _array(STRING), "break_glass": BOOLEAN, "disabled": BOOLEAN,
-            "password": {"type": "string", "minLength": 12}}, required=[]),
+        "UserInput": {**_obj({
+            "name": USER, "password": PASSWORD, "roles": ROLES,
+            "areas": _array(CODE, description="The jurisdiction: roots of area subtrees."),
+            "break_glass": BOOLEAN}, required=["name", "password", "roles"]),
+            **NEEDS_JURISDICTION},
+        "UserPatch": {**_obj({
+            "roles": ROLES, "areas": _array(CODE), "break_glass": BOOLEAN,
+            "disabled": BOOLEAN, "password": PASSWORD}, required=[]),
+            "description": "An issuer or approver left without areas is refused (400); so "
+                           "is an administrator disabling themself or dropping their own "
+                           "admin role (409).",
+            # Narrower than the server, which also takes such roles without areas when the
+            # user already has a jurisdiction: the document cannot see the stored one.
+            **NEEDS_JURISDICTION},
         "Token": _obj(_token_fields()),
         "NewToken": _obj({**_token_fields(), "secret": STRING}),
         "Tokens": _obj({"tokens": _array(_ref("Token"))}),
         "TokenInput": _obj({
-            "user": STRING, "scopes": _array({"enum": [s.value for s in Scope]}, minItems=1),
-            "label": STRING, "expires": {"type": "string", "description": "ISO 8601, P90D"}},
+            "user": {**USER, "description": "Only oneself (the default)."},
+            "scopes": _array({"enum": [s.value for s in Scope]}, minItems=1),
+            "label": NOT_BLANK,
+            "expires": {"anyOf": [{"type": "string", "pattern": TOKEN_DAYS}, NO_TEXT],
+                        "description": "How long it holds, as an ISO 8601 duration of at "
+                                       f"most {LONGEST_TOKEN_LIFETIME.days} days (P90D); "
+                                       "empty: 90 days."}},
             required=["scopes"]),
         "AuditEntries": _obj({"entries": _array(_obj({
             "seq": {"type": "integer"}, "at": INSTANT, "actor": STRING, "action": STRING,
