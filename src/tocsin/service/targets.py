@@ -41,7 +41,7 @@ def check_url(url: str, *, what: str, allow_private: bool) -> str:
         raise InvalidInput(f"{what} {url!r} has a host name that is not valid",
                            "check the host name: labels of 1-63 letters, digits or '-'") from None
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
-        raise InvalidInput(f"{what} has spaces or control characters",
+        raise InvalidInput(f"{what} {url[:200]!r} has spaces or control characters",
                            "give the URL without spaces; percent-encode them") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"{what} {url!r} is not an absolute http(s) URL",
