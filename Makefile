@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-serve bench-cap clean
+.PHONY: demo test lint bench bench-serve bench-cap bench-notify clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench-serve: $(STAMP)
 ## bench-cap: CAP export + validation (tocsin, lxml, xmlschema side by side) and import, msg/s
 bench-cap: $(STAMP)
 	$(BIN)/python bench/cap.py
+
+## bench-notify: webhooks to 10,000 and 100,000 subscribers, deliveries/s beside wrk (needs wrk)
+bench-notify: $(STAMP)
+	$(BIN)/python bench/notify.py
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis
