@@ -53,6 +53,12 @@ PG_POLL = 1.0
 class Tuning:
     batch: int = 500
     """Deliveries claimed at once."""
+    first_batch: int = 25
+    """Deliveries a lane claims first in a round, so that the first ones leave at once."""
+    chunk: int = deliveries.FAN_OUT_CHUNK
+    """Subscribers expanded per fan-out transaction."""
+    first_chunk: int = 200
+    """The first fan-out chunk of a round: small, so that sending starts at once."""
     lanes: int = 2
     """Batches in flight at once (one claims and records while another sends)."""
     concurrency: int = 256
@@ -103,6 +109,8 @@ class Worker:
         self._limit = asyncio.Semaphore(self.tuning.concurrency)
         self._world: tuple[int, World] | None = None
         self._described: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        self._heard_cache: dict[tuple[int, str, tuple[str, ...], tuple[str, ...]],
+                                list[dict[str, Any]]] = {}
         self._running = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -153,11 +161,22 @@ class Worker:
         done = 0
         changed = await asyncio.to_thread(levels.run_due, self.engine, now)
         done += len(changed or ())
-        fanned = await asyncio.to_thread(deliveries.fan_out, self.engine, now)
-        done += len(fanned)
-        lanes = [asyncio.ensure_future(self._lane()) for _ in range(self.tuning.lanes)]
+        # Fan-out and sending overlap: each chunk of a large fan-out commits on its own, and
+        # the lanes send what is there while the rest is written.
+        fanning = asyncio.ensure_future(self._fan_out(now))
+        lanes = [asyncio.ensure_future(self._lane(fanning)) for _ in range(self.tuning.lanes)]
         done += sum(await asyncio.gather(*lanes))
+        done += await fanning
         return done
+
+    async def _fan_out(self, now: datetime) -> int:
+        steps = 0
+        chunk = self.tuning.first_chunk
+        while await asyncio.to_thread(deliveries.fan_out_step, self.engine, now,
+                                      chunk=chunk) is not None:
+            steps += 1
+            chunk = self.tuning.chunk
+        return steps
 
     def _idle_wait(self, poll: float) -> float:
         now = self.clock()
@@ -167,14 +186,19 @@ class Worker:
             return poll
         return max(0.0, min(poll, (min(due) - now).total_seconds()))
 
-    async def _lane(self) -> int:
+    async def _lane(self, fanning: asyncio.Future[int]) -> int:
         handled = 0
+        limit = self.tuning.first_batch  # small at first: the first deliveries leave sooner
         while True:
             claimed = await asyncio.to_thread(
                 deliveries.claim, self.engine, self.clock(), worker=self.name,
-                limit=self.tuning.batch, lease=self.tuning.lease)
+                limit=limit, lease=self.tuning.lease)
             if not claimed:
-                return handled
+                if fanning.done():
+                    return handled
+                await asyncio.wait([fanning], timeout=0.005)
+                continue
+            limit = self.tuning.batch
             jobs, skipped = await asyncio.to_thread(self._jobs, claimed)
             if skipped:
                 await asyncio.to_thread(deliveries.drop, self.engine, skipped,
@@ -222,12 +246,9 @@ class Worker:
     def _jobs(self, claimed: list[Claimed]) -> tuple[list[Job], list[int]]:
         world = self._current_world()
         ids = sorted({c.subscription_id for c in claimed if c.subscription_id})
+        secrets_of: dict[str, str] = {}
         with reading(self.engine) as conn:
-            subs = subscriptions.load_many(conn, ids)
-            secrets_of: dict[str, str] = {
-                row.id: row.secret for row in conn.execute(
-                    select(t.subscriptions.c.id, t.subscriptions.c.secret)
-                    .where(t.subscriptions.c.id.in_(ids)))} if ids else {}
+            subs = subscriptions.load_many(conn, ids, secrets=secrets_of)
         jobs, skipped = [], []
         for c in claimed:
             if c.channel is Channel.WEBSUB:
@@ -245,9 +266,7 @@ class Worker:
             changes: list[dict[str, Any]] = []
             if c.topic == notify.LEVELS_CHANGED:
                 assert sub is not None
-                described = self._describe(c, world, sub.language)
-                changes = [dict(x) for x in notify.relevant(world.tree, described, sub.areas,
-                                                            sub.schemes)]
+                changes = self._heard(c, world, sub)
                 if not changes:
                     skipped.append(c.id)
                     continue
@@ -288,7 +307,17 @@ class Worker:
             if self._world is None or self._world[0] != version:
                 self._world = (version, world_of(conn, published_only=True))
                 self._described.clear()
+                self._heard_cache.clear()
         return self._world[1]
+
+    def _heard(self, c: Claimed, world: World, sub: Subscription) -> list[dict[str, Any]]:
+        """The changes of the event this subscriber hears (many subscribers share them)."""
+        key = (c.event_id, sub.language, sub.areas, sub.schemes)
+        if key not in self._heard_cache:
+            described = self._describe(c, world, sub.language)
+            self._heard_cache[key] = [dict(x) for x in notify.relevant(
+                world.tree, described, sub.areas, sub.schemes)]
+        return self._heard_cache[key]
 
     def _describe(self, c: Claimed, world: World, language: str) -> list[dict[str, Any]]:
         """The event's changes with names in `language`, once per event and language."""

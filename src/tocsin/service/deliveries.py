@@ -30,14 +30,13 @@ from sqlalchemy import (
 )
 
 from tocsin.domain import notify
-from tocsin.domain.area import AreaTree
 from tocsin.domain.errors import InvalidInput, NotFound
 from tocsin.domain.notify import DeliveryStatus, Outcome, SubscriptionStatus
 from tocsin.service import subscriptions
 from tocsin.service.change import change
 from tocsin.store import records
 from tocsin.store import tables as t
-from tocsin.store.database import check_current, reading, writing
+from tocsin.store.database import check_current, queueing, reading
 from tocsin.store.listen import NOTIFY_CHANNEL
 
 LEASE = timedelta(seconds=60)
@@ -71,36 +70,83 @@ class Result:
     duration_ms: int
 
 
-def fan_out(engine: Engine, now: datetime, *, limit: int = 50) -> list[tuple[int, int]]:
-    """Expand outbox events not yet fanned out into deliveries; returns (event, deliveries)
-    for each event handled. Idempotent: an event is fanned out once, in one transaction."""
+FAN_OUT_CHUNK = 2000
+"""Subscribers expanded per transaction: each chunk commits (and wakes the workers) at once,
+so sending starts while a large fan-out is still being written."""
+
+
+def fan_out(engine: Engine, now: datetime, *, chunk: int = FAN_OUT_CHUNK
+            ) -> list[tuple[int, int]]:
+    """Expand every outbox event not yet fanned out into deliveries; returns (event,
+    deliveries made) for each. Idempotent and safe with many workers (see `fan_out_step`)."""
+    made: dict[int, int] = {}
+    while (step := fan_out_step(engine, now, chunk=chunk)) is not None:
+        event_id, count, _ = step
+        made[event_id] = made.get(event_id, 0) + count
+    return sorted(made.items())
+
+
+def fan_out_step(engine: Engine, now: datetime, *, chunk: int = FAN_OUT_CHUNK
+                 ) -> tuple[int, int, bool] | None:
+    """Expand the oldest waiting event by at most `chunk` subscribers, in one transaction;
+    returns (event, deliveries made, whether the event is now done), or None when no event
+    waits. The event's row is locked while a chunk is written (other workers take other
+    events: SKIP LOCKED) and remembers how far it got, so a chunk is never written twice."""
     pg = engine.dialect.name == "postgresql"
-    with writing(engine) as conn:
-        query = (select(t.outbox.c.id, t.outbox.c.topic, t.outbox.c.payload)
-                 .where(t.outbox.c.fanned_out_at.is_(None)).order_by(t.outbox.c.id).limit(limit))
+    o = t.outbox
+    with queueing(engine) as conn:
+        query = (select(o.c.id, o.c.topic, o.c.payload, o.c.fanned_out_to)
+                 .where(o.c.fanned_out_at.is_(None)).order_by(o.c.id).limit(1))
         if pg:
             query = query.with_for_update(skip_locked=True)
-        events = list(conn.execute(query))
-        if not events:
-            return []
-        tree = records.load_tree(conn)
-        out = []
-        for event in events:
-            made = _fan_out_one(conn, tree, event.id, event.topic, event.payload, now)
-            conn.execute(update(t.outbox).where(t.outbox.c.id == event.id)
-                         .values(fanned_out_at=now))
-            out.append((int(event.id), made))
-        if pg and any(made for _, made in out):
+        event = conn.execute(query).first()
+        if event is None:
+            return None
+        done = True
+        if event.topic == notify.LEVELS_CHANGED:
+            made, last = _to_subscribers_chunk(conn, event.id, event.payload, now,
+                                               after=event.fanned_out_to, chunk=chunk)
+            done = last is None
+            if not done:
+                conn.execute(update(o).where(o.c.id == event.id).values(fanned_out_to=last))
+        else:
+            made = _to_one(conn, event.id, event.topic, event.payload, now)
+        if done:
+            if event.topic in FEED_TOPICS:
+                made += _to_websub(conn, event.id, now)
+            conn.execute(update(o).where(o.c.id == event.id).values(fanned_out_at=now))
+        if pg and made:
             conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-        return out
+        return int(event.id), made, done
 
 
-def _fan_out_one(conn: Connection, tree: AreaTree, event_id: int, topic: str,
-                 payload: Mapping[str, Any], now: datetime) -> int:
-    made = _to_subscribers(conn, tree, event_id, topic, payload, now)
-    if topic in FEED_TOPICS:
-        made += _to_websub(conn, event_id, now)
-    return made
+def _to_subscribers_chunk(conn: Connection, event_id: int, payload: Mapping[str, Any],
+                          now: datetime, *, after: str | None, chunk: int
+                          ) -> tuple[int, str | None]:
+    """Deliveries for the next `chunk` subscribers (by id, after `after`) who hear this
+    change; returns how many, and the last id when more may follow (None: done)."""
+    tree = records.load_tree(conn)
+    changes = payload.get("changes", [])
+    areas = notify.audience(tree, [c["area"] for c in changes if c["area"] in tree])
+    if not areas:
+        return 0, None
+    schemes = sorted({c["scheme"] for c in changes})
+    s, sa, ss = t.subscriptions, t.subscription_areas, t.subscription_schemes
+    query = select(s.c.id, s.c.channel, s.c.target).where(
+        s.c.status == SubscriptionStatus.ACTIVE.value,
+        exists().where(sa.c.subscription_id == s.c.id, sa.c.area_code.in_(sorted(areas))),
+        or_(~exists().where(ss.c.subscription_id == s.c.id),
+            exists().where(ss.c.subscription_id == s.c.id, ss.c.scheme.in_(schemes))),
+    ).order_by(s.c.id).limit(chunk)
+    if after is not None:
+        query = query.where(s.c.id > after)
+    rows = conn.execute(query).all()
+    if rows:
+        conn.execute(insert(t.deliveries), [
+            {"event_id": event_id, "subscription_id": r.id, "channel": r.channel,
+             "target": r.target, "status": DeliveryStatus.PENDING.value, "attempts": 0,
+             "created_at": now, "next_attempt_at": now} for r in rows])
+    return len(rows), (rows[-1].id if len(rows) == chunk else None)
 
 
 def _to_websub(conn: Connection, event_id: int, now: datetime) -> int:
@@ -127,32 +173,12 @@ def _count(conn: Connection, event_id: int) -> int:
                             .where(d.c.event_id == event_id)).scalar_one())
 
 
-def _to_subscribers(conn: Connection, tree: AreaTree, event_id: int, topic: str,
-                    payload: Mapping[str, Any], now: datetime) -> int:
+def _to_one(conn: Connection, event_id: int, topic: str, payload: Mapping[str, Any],
+            now: datetime) -> int:
+    """The delivery of an event that goes to one address: a confirmation, a reminder."""
     d, s = t.deliveries, t.subscriptions
     pending = {"status": DeliveryStatus.PENDING.value, "attempts": 0, "created_at": now,
                "next_attempt_at": now}
-    if topic == notify.LEVELS_CHANGED:
-        changes = payload.get("changes", [])
-        areas = notify.audience(tree, [c["area"] for c in changes if c["area"] in tree])
-        schemes = sorted({c["scheme"] for c in changes})
-        if not areas:
-            return 0
-        sa, ss = t.subscription_areas, t.subscription_schemes
-        chosen = select(
-            literal(event_id), s.c.id, s.c.channel, s.c.target,
-            literal(DeliveryStatus.PENDING.value), literal(0), literal(now, t.UTCDateTime),
-            literal(now, t.UTCDateTime),
-        ).where(
-            s.c.status == SubscriptionStatus.ACTIVE.value,
-            exists().where(sa.c.subscription_id == s.c.id, sa.c.area_code.in_(sorted(areas))),
-            or_(~exists().where(ss.c.subscription_id == s.c.id),
-                exists().where(ss.c.subscription_id == s.c.id, ss.c.scheme.in_(schemes))),
-        )
-        conn.execute(insert(d).from_select(
-            ["event_id", "subscription_id", "channel", "target", "status", "attempts",
-             "created_at", "next_attempt_at"], chosen))
-        return _count(conn, event_id)
     if topic == notify.CONFIRM:
         row = conn.execute(select(s.c.id, s.c.channel, s.c.target, s.c.status)
                            .where(s.c.id == payload["subscription"])).first()
@@ -172,29 +198,30 @@ def _to_subscribers(conn: Connection, tree: AreaTree, event_id: int, topic: str,
 def claim(engine: Engine, now: datetime, *, worker: str, limit: int,
           lease: timedelta = LEASE) -> list[Claimed]:
     """Lease up to `limit` due deliveries (waiting ones whose time has come, and leased ones
-    whose worker let the lease run out) to `worker`."""
-    d = t.deliveries
+    whose worker let the lease run out) to `worker`, in one statement."""
+    d, o = t.deliveries, t.outbox
     due = or_(and_(d.c.status == DeliveryStatus.PENDING.value, d.c.next_attempt_at <= now),
               and_(d.c.status == DeliveryStatus.LEASED.value, d.c.lease_until < now))
-    with writing(engine) as conn:
-        query = select(d.c.id).where(due).order_by(d.c.next_attempt_at, d.c.id).limit(limit)
-        if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list(conn.execute(query).scalars())
-        if not ids:
-            return []
-        conn.execute(update(d).where(d.c.id.in_(ids)).values(
+    chosen = select(d.c.id).where(due).order_by(d.c.next_attempt_at, d.c.id).limit(limit)
+    if engine.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    with queueing(engine) as conn:
+        rows = list(conn.execute(update(d).where(d.c.id.in_(chosen.scalar_subquery())).values(
             status=DeliveryStatus.LEASED.value, lease_until=now + lease, leased_by=worker,
             attempts=d.c.attempts + 1,
-            first_attempt_at=func.coalesce(d.c.first_attempt_at, now)))
-        rows = conn.execute(
-            select(d.c.id, d.c.event_id, d.c.channel, d.c.target, d.c.subscription_id,
-                   d.c.attempts, t.outbox.c.topic, t.outbox.c.payload, t.outbox.c.created_at)
-            .join(t.outbox, t.outbox.c.id == d.c.event_id).where(d.c.id.in_(ids))
-            .order_by(d.c.id))
-        return [Claimed(int(r.id), int(r.event_id), r.topic, r.payload,
-                        notify.Channel(r.channel), r.target, r.subscription_id, int(r.attempts),
-                        r.created_at) for r in rows]
+            first_attempt_at=func.coalesce(d.c.first_attempt_at, now),
+        ).returning(d.c.id, d.c.event_id, d.c.channel, d.c.target, d.c.subscription_id,
+                    d.c.attempts)))
+        if not rows:
+            return []
+        events = {e.id: e for e in conn.execute(
+            select(o.c.id, o.c.topic, o.c.payload, o.c.created_at)
+            .where(o.c.id.in_(sorted({r.event_id for r in rows}))))}
+    rows.sort(key=lambda r: r.id)
+    return [Claimed(int(r.id), int(r.event_id), events[r.event_id].topic,
+                    events[r.event_id].payload, notify.Channel(r.channel), r.target,
+                    r.subscription_id, int(r.attempts), events[r.event_id].created_at)
+            for r in rows]
 
 
 def record(engine: Engine, results: Sequence[Result], *, worker: str,
@@ -205,7 +232,7 @@ def record(engine: Engine, results: Sequence[Result], *, worker: str,
         return
     rng = rng or random.Random()
     d = t.deliveries
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         conn.execute(insert(t.delivery_attempts), [
             {"delivery_id": r.delivery_id, "at": r.at, "worker": worker,
              "delivered": r.outcome.delivered, "status": r.outcome.status,
@@ -256,7 +283,7 @@ def drop(engine: Engine, delivery_ids: Iterable[int], *, detail: str) -> None:
     ids = list(delivery_ids)
     if not ids:
         return
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(ids)).values(
             status=DeliveryStatus.DROPPED.value, last_detail=detail, lease_until=None))
 

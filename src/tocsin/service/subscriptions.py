@@ -197,8 +197,10 @@ def secret_of(conn: Connection, sub_id: str) -> str:
     return value
 
 
-def load_many(conn: Connection, ids: Sequence[str]) -> dict[str, Subscription]:
-    return {s.id: s for s in _load_many(conn, ids)}
+def load_many(conn: Connection, ids: Sequence[str], *,
+              secrets: dict[str, str] | None = None) -> dict[str, Subscription]:
+    """Subscriptions by id; with `secrets`, their secrets are put there too (for delivery)."""
+    return {s.id: s for s in _load_many(conn, ids, secrets)}
 
 
 def count(engine: Engine) -> dict[str, int]:
@@ -294,7 +296,8 @@ def _load(conn: Connection, sub_id: str) -> Subscription:
     return found[0]
 
 
-def _load_many(conn: Connection, ids: Sequence[str]) -> list[Subscription]:
+def _load_many(conn: Connection, ids: Sequence[str],
+               secrets: dict[str, str] | None = None) -> list[Subscription]:
     if not ids:
         return []
     rows, areas, schemes = [], {}, {}  # type: ignore[var-annotated]
@@ -307,6 +310,8 @@ def _load_many(conn: Connection, ids: Sequence[str]) -> list[Subscription]:
         for sid, key in conn.execute(select(t.subscription_schemes).where(
                 t.subscription_schemes.c.subscription_id.in_(chunk))):
             schemes.setdefault(sid, []).append(key)
+    if secrets is not None:
+        secrets.update((r.id, r.secret) for r in rows)
     order = {sid: i for i, sid in enumerate(ids)}
     rows.sort(key=lambda r: order[r.id])
     return [Subscription(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, insert, select, update
 
 from tocsin.store import tables as t
-from tocsin.store.database import reading, writing
+from tocsin.store.database import queueing, reading
 
 DEFAULT_LEASE = timedelta(days=10)
 LONGEST_LEASE = timedelta(days=30)
@@ -43,7 +43,7 @@ def activate(engine: Engine, topic: str, callback: str, secret: str | None,
     """Store (or renew) a confirmed subscription; `etag` is the topic's current version,
     which the subscriber does not need pushed again."""
     expires = now + lease
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         found = conn.execute(select(t.websub_subscriptions.c.id).where(
             t.websub_subscriptions.c.topic == topic,
             t.websub_subscriptions.c.callback == callback)).scalar()
@@ -61,7 +61,7 @@ def activate(engine: Engine, topic: str, callback: str, secret: str | None,
 
 
 def remove(engine: Engine, topic: str, callback: str) -> bool:
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         result = conn.execute(delete(t.websub_subscriptions).where(
             t.websub_subscriptions.c.topic == topic,
             t.websub_subscriptions.c.callback == callback))
@@ -83,7 +83,7 @@ def record(engine: Engine, subscription_id: str, status: str, *, now: datetime,
            etag: str | None = None, gone: bool = False) -> None:
     """Note a push's outcome (and, when it was delivered, the version sent); a subscriber
     that answered 410 Gone is removed."""
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         if gone:
             conn.execute(delete(t.websub_subscriptions).where(
                 t.websub_subscriptions.c.id == subscription_id))
@@ -99,7 +99,7 @@ def claim(engine: Engine, subscription: Subscription, etag: str) -> bool:
     """Take the push of version `etag` to this subscriber; False when it has it already or
     another worker took it first (the version it had moved meanwhile)."""
     c = t.websub_subscriptions.c
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         result = conn.execute(update(t.websub_subscriptions).where(
             c.id == subscription.id,
             c.last_etag.is_(None) if subscription.last_etag is None
@@ -111,7 +111,7 @@ def claim(engine: Engine, subscription: Subscription, etag: str) -> bool:
 def release(engine: Engine, subscription: Subscription, etag: str) -> None:
     """Give back a claimed version that could not be pushed, so that a retry sends it."""
     c = t.websub_subscriptions.c
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         conn.execute(update(t.websub_subscriptions).where(
             c.id == subscription.id, c.last_etag == etag).values(
             last_etag=subscription.last_etag))
@@ -119,7 +119,7 @@ def release(engine: Engine, subscription: Subscription, etag: str) -> None:
 
 def expire(engine: Engine, *, now: datetime) -> int:
     """Drop subscriptions whose lease has run out."""
-    with writing(engine) as conn:
+    with queueing(engine) as conn:
         result = conn.execute(delete(t.websub_subscriptions).where(
             t.websub_subscriptions.c.lease_expires_at <= now))
     return int(result.rowcount or 0)

@@ -93,6 +93,16 @@ def code_head() -> str | None:
 
 
 @contextmanager
+def queueing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction for the delivery queue's bookkeeping. Unlike `writing` it does not
+    lock the state row: these writes are not audited changes, so workers claiming and
+    recording deliveries never make a declaration wait, nor each other. (SQLite still takes
+    its one write lock at BEGIN.)"""
+    with engine.connect().execution_options(**{WRITE: True}) as connection, connection.begin():
+        yield connection
+
+
+@contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction: one consistent view."""
     with engine.connect() as connection, connection.begin():

@@ -268,6 +268,8 @@ outbox = Table(
     Column("payload", JSON, nullable=False),
     Column("audit_seq", BigInteger, nullable=False),
     Column("fanned_out_at", UTCDateTime, nullable=True),
+    Column("fanned_out_to", String(40), nullable=True),
+    # While a large fan-out is under way: the last subscription id done so far.
     Index("ix_outbox_pending", "fanned_out_at", "id"),
 )
 

@@ -22,6 +22,7 @@ SERIAL = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 def upgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("fanned_out_at", UTCDateTime, nullable=True))
+        batch.add_column(sa.Column("fanned_out_to", sa.String(40), nullable=True))
     # Events written before notifications existed have no one to go to.
     op.execute("UPDATE outbox SET fanned_out_at = created_at")
     op.create_index("ix_outbox_pending", "outbox", ["fanned_out_at", "id"])
@@ -129,4 +130,5 @@ def downgrade() -> None:
         batch.drop_column("email")
     op.drop_index("ix_outbox_pending", "outbox")
     with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("fanned_out_to")
         batch.drop_column("fanned_out_at")
