@@ -30,6 +30,7 @@ from sqlalchemy import Engine, select
 from tocsin import settings
 from tocsin.domain import notify
 from tocsin.domain.notify import Channel, Outcome, Subscription
+from tocsin.domain.resolve import effective_levels
 from tocsin.domain.text import pick
 from tocsin.notify.jobs import Job, Links, Sender
 from tocsin.notify.webhook import WebhookSender
@@ -324,14 +325,27 @@ class Worker:
         key = (c.event_id, language)
         if key not in self._described:
             at = datetime.fromisoformat(c.payload["at"]) if c.payload.get("at") else c.event_at
-            self._described[key] = [describe(world, change, language, at,
-                                             self.config.public_url)
-                                    for change in c.payload.get("changes", [])]
+            self._described[key] = describe_all(world, c.payload.get("changes", []), language,
+                                                at, self.config.public_url)
         return self._described[key]
 
 
-def describe(world: World, change: Mapping[str, Any], language: str, at: datetime,
-             site: str) -> dict[str, Any]:
+def describe_all(world: World, changes: list[Mapping[str, Any]], language: str,
+                 at: datetime, site: str) -> list[dict[str, Any]]:
+    """An event's level changes for a subscriber reading `language`; the declarations
+    behind them are worked out once per scheme."""
+    causes: dict[str, dict[str, str | None]] = {}
+    for key in {c["scheme"] for c in changes if c["scheme"] in world.schemes}:
+        causes[key] = {code: (e.sources[0].declaration.id if e.sources else None)
+                       for code, e in effective_levels(world.tree, world.history(key),
+                                                       at).items()}
+    return [describe(world, change, language, site,
+                     causes.get(change["scheme"], {}).get(change["area"]))
+            for change in changes]
+
+
+def describe(world: World, change: Mapping[str, Any], language: str, site: str,
+             declaration: str | None) -> dict[str, Any]:
     """One level change, for a subscriber reading `language`."""
     order = [language, "en"]
     scheme = world.schemes.get(change["scheme"])
@@ -345,11 +359,6 @@ def describe(world: World, change: Mapping[str, Any], language: str, at: datetim
 
     from_name, _, from_rank = level(change.get("from"))
     to_name, colour, to_rank = level(change.get("to"))
-    declaration = None
-    if scheme is not None and area is not None:
-        statuses = world.status(at, area=area.code, scheme=scheme.key)
-        if statuses and statuses[0].effective.sources:
-            declaration = statuses[0].effective.sources[0].declaration.id
     return {
         "scheme": change["scheme"], "scheme_name": pick(scheme.name, order) if scheme else None,
         "area": change["area"], "area_name": pick(area.names, order) if area else None,
