@@ -132,21 +132,28 @@ def _to_subscribers_chunk(conn: Connection, event_id: int, payload: Mapping[str,
         return 0, None
     schemes = sorted({c["scheme"] for c in changes})
     s, sa, ss = t.subscriptions, t.subscription_areas, t.subscription_schemes
-    query = select(s.c.id, s.c.channel, s.c.target).where(
+    hears = [
         s.c.status == SubscriptionStatus.ACTIVE.value,
         exists().where(sa.c.subscription_id == s.c.id, sa.c.area_code.in_(sorted(areas))),
         or_(~exists().where(ss.c.subscription_id == s.c.id),
             exists().where(ss.c.subscription_id == s.c.id, ss.c.scheme.in_(schemes))),
-    ).order_by(s.c.id).limit(chunk)
+    ]
     if after is not None:
-        query = query.where(s.c.id > after)
-    rows = conn.execute(query).all()
-    if rows:
-        conn.execute(insert(t.deliveries), [
-            {"event_id": event_id, "subscription_id": r.id, "channel": r.channel,
-             "target": r.target, "status": DeliveryStatus.PENDING.value, "attempts": 0,
-             "created_at": now, "next_attempt_at": now} for r in rows])
-    return len(rows), (rows[-1].id if len(rows) == chunk else None)
+        hears.append(s.c.id > after)
+    # The chunk's bounds first, then one INSERT … SELECT: the rows never pass through Python.
+    ids = select(s.c.id).where(*hears).order_by(s.c.id).limit(chunk).subquery()
+    last, count = conn.execute(select(func.max(ids.c.id), func.count())).one()
+    if not count:
+        return 0, None
+    chosen = select(
+        literal(event_id), s.c.id, s.c.channel, s.c.target,
+        literal(DeliveryStatus.PENDING.value), literal(0), literal(now, t.UTCDateTime),
+        literal(now, t.UTCDateTime),
+    ).where(*hears, s.c.id <= last)
+    conn.execute(insert(t.deliveries).from_select(
+        ["event_id", "subscription_id", "channel", "target", "status", "attempts",
+         "created_at", "next_attempt_at"], chosen))
+    return int(count), (last if count == chunk else None)
 
 
 def _to_websub(conn: Connection, event_id: int, now: datetime) -> int:
