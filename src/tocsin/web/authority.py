@@ -291,7 +291,8 @@ def token_json(t: Any, at: datetime) -> dict[str, Any]:
             "state": t.state(at)}
 
 
-def _guarded(endpoint: Endpoint) -> Endpoint:
+def guarded(endpoint: Endpoint) -> Endpoint:
+    """The endpoint, answering every TocsinError in the API's one JSON error shape."""
     @wraps(endpoint)
     async def run(request: Request) -> Response:
         try:
@@ -322,7 +323,7 @@ def routes(api: AuthorityApi) -> list[Route]:
         (f"{p}/audit", api.audit, ["GET"]),
         (f"{p}/audit/verify", api.verify, ["GET"]),
     ]
-    return grouped([(path, _guarded(fn), methods) for path, fn, methods in table])
+    return grouped([(path, guarded(fn), methods) for path, fn, methods in table])
 
 
 def grouped(table: list[tuple[str, Endpoint, list[str]]]) -> list[Route]:

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial, wraps
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from tocsin import settings
 from tocsin.domain.access import Principal, Scope, may_manage_subscription, may_subscribe
-from tocsin.domain.errors import InvalidInput, NotFound, TocsinError
+from tocsin.domain.errors import InvalidInput, NotFound
 from tocsin.domain.notify import Channel, DeliveryStatus, Subscription
 from tocsin.ingest.document import Document
 from tocsin.render.errors import Refusal
@@ -38,8 +38,8 @@ from tocsin.web.authority import (
     Endpoint,
     answer,
     client_key,
-    error_response,
     grouped,
+    guarded,
     json_body,
     now,
 )
@@ -260,16 +260,6 @@ def _unsubscribe_path(engine: Engine, sub_id: str) -> str:
         return subscriptions.signed_path(conn, sub_id, "unsubscribe")
 
 
-def _guarded(endpoint: Endpoint) -> Endpoint:
-    @wraps(endpoint)
-    async def run(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except TocsinError as error:
-            return error_response(error)
-    return run
-
-
 def routes(engine: Engine, limiter: Limiter) -> list[Route]:
     api = SubscriptionsApi(engine, limiter)
     table: list[tuple[str, Endpoint, list[str]]] = [
@@ -282,4 +272,4 @@ def routes(engine: Engine, limiter: Limiter) -> list[Route]:
         (f"{PUSH}/subscriptions", api.push_subscribe, ["POST"]),
         (f"{PUSH}/key", api.push_key, ["GET"]),
     ]
-    return grouped([(path, _guarded(fn), methods) for path, fn, methods in table])
+    return grouped([(path, guarded(fn), methods) for path, fn, methods in table])
