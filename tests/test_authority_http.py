@@ -590,3 +590,13 @@ def test_bad_input_is_a_400_that_writes_nothing(site: Site, send: Callable[..., 
     response = send(site)
     assert response.status_code == 400, response.text
     assert dump(site.engine) == before
+
+
+def test_an_admin_sets_and_removes_an_issuers_reminder_address(site: Site) -> None:
+    made = site.call("admin", "POST", "/users", {**NEW_USER, "email": "Dana@Example.KZ"})
+    assert (made.status_code, made.json()["email"]) == (201, "Dana@example.kz")
+    name = made.json()["name"]
+    assert_error(site.call("admin", "PATCH", f"/users/{name}", {"email": "not an address"}),
+                 400, "is not an e-mail address")
+    cleared = site.call("admin", "PATCH", f"/users/{name}", {"email": None})
+    assert (cleared.status_code, cleared.json()["email"]) == (200, None)

@@ -55,6 +55,14 @@ NEEDS_JURISDICTION: Schema = {
            "required": ["roles"]},
     "then": {"properties": {"areas": {"minItems": 1}}, "required": ["areas"]}}
 """Issuers and approvers act for a jurisdiction: without areas they are refused (400)."""
+EMAIL_OR_NONE = {
+    "anyOf": [{"type": "string", "maxLength": 254, "pattern":
+               r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+               r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"},
+              {"type": "string", "maxLength": 0}, {"type": "null"}],
+    "description": "Where reminders go before this user's declarations end; empty or null: "
+                   "none (on a change: removes it). Narrower than the server, which takes "
+                   "any address of the usual form."}
 TOKEN_DAYS = r"^P(36[0-6]|3[0-5][0-9]|[12][0-9]{2}|[1-9][0-9]?)D$"
 """P1D to P366D. The server also takes weeks, hours and minutes (P2W, PT12H), but its limit
 (at most LONGEST_TOKEN_LIFETIME, in total) is no pattern: generated lifetimes above it would
@@ -336,16 +344,18 @@ def schemas() -> dict[str, Schema]:
         "User": _obj({
             "name": STRING, "roles": _array({"enum": [r.value for r in Role]}),
             "jurisdiction": _array(STRING), "break_glass": BOOLEAN, "disabled": BOOLEAN,
-            "locked_until": _nullable(INSTANT), "created_at": INSTANT}),
+            "locked_until": _nullable(INSTANT), "created_at": INSTANT,
+            "email": _nullable(STRING)}),
         "Users": _obj({"users": _array(_ref("User"))}),
         "UserInput": {**_obj({
             "name": USER, "password": PASSWORD, "roles": ROLES,
             "areas": _array(CODE, description="The jurisdiction: roots of area subtrees."),
-            "break_glass": BOOLEAN}, required=["name", "password", "roles"]),
+            "break_glass": BOOLEAN, "email": EMAIL_OR_NONE},
+            required=["name", "password", "roles"]),
             **NEEDS_JURISDICTION},
         "UserPatch": {**_obj({
             "roles": ROLES, "areas": _array(CODE), "break_glass": BOOLEAN,
-            "disabled": BOOLEAN, "password": PASSWORD}, required=[]),
+            "disabled": BOOLEAN, "password": PASSWORD, "email": EMAIL_OR_NONE}, required=[]),
             "description": "An issuer or approver left without areas is refused (400); so "
                            "is an administrator disabling themself or dropping their own "
                            "admin role (409).",

@@ -202,17 +202,18 @@ class AuthorityApi:
     async def add_user(self, request: Request) -> Response:
         p = await self.principal(request)
         body = await json_body(request)
-        body.reject_unknown({"name", "password", "roles", "areas", "break_glass"})
+        body.reject_unknown({"name", "password", "roles", "areas", "break_glass", "email"})
         user = await self.run(
             people.add_user, self.engine, body.text("name"), body.text("password"),
             sorted(parse_roles(body.strings("roles"))), body.strings("areas", []),
-            break_glass=body.boolean("break_glass", False), now=now(), by=p, actor=p.actor)
+            break_glass=body.boolean("break_glass", False), now=now(), by=p, actor=p.actor,
+            email=body.optional_text("email"))
         return answer(user_json(user), 201)
 
     async def set_user(self, request: Request) -> Response:
         p = await self.principal(request)
         body = await json_body(request)
-        body.reject_unknown({"roles", "areas", "break_glass", "disabled", "password"})
+        body.reject_unknown({"roles", "areas", "break_glass", "disabled", "password", "email"})
         data = body.data
         user = await self.run(
             people.set_user, self.engine, request.path_params["name"],
@@ -221,6 +222,7 @@ class AuthorityApi:
             break_glass=body.boolean("break_glass", False) if "break_glass" in data else None,
             disabled=body.boolean("disabled", False) if "disabled" in data else None,
             password=body.text("password") if "password" in data else None,
+            email=(body.optional_text("email") or "") if "email" in data else None,
             now=now(), by=p, actor=p.actor)
         return answer(user_json(user))
 
@@ -280,7 +282,7 @@ def user_json(u: Any) -> dict[str, Any]:
     return {"name": u.name, "roles": sorted(u.roles), "jurisdiction": list(u.jurisdiction),
             "break_glass": u.break_glass, "disabled": u.disabled,
             "locked_until": u.locked_until.isoformat() if u.locked_until else None,
-            "created_at": u.created_at.isoformat()}
+            "created_at": u.created_at.isoformat(), "email": u.email}
 
 
 def token_json(t: Any, at: datetime) -> dict[str, Any]:
