@@ -64,6 +64,9 @@ def run_demo(directory: Path | None) -> Engine:
     out.print("Try the issuing console (/console) with two people for the Almaty region:")
     out.print(f"  {program} users add aigerim --role issuer --area KZ-19")
     out.print(f"  {program} users add nurlan --role approver --area KZ-19")
+    out.print("Hear every change of the Almaty region's level (signed webhooks, e-mail, push):")
+    out.print(f"  {program} subscriptions add --webhook https://example.org/hook --area KZ-75")
+    out.print(f"  {program} deliveries watch")
     if os.environ.get("TOCSIN_DATABASE_URL"):
         out.print("(the demo used its own database, not TOCSIN_DATABASE_URL)")
     return engine
