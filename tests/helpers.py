@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from sqlalchemy import Engine, select
 
 from tocsin.domain.access import Role
@@ -48,3 +49,12 @@ AUTHORITY_USERS: dict[str, tuple[tuple[Role, ...], tuple[str, ...], bool]] = {
     "both": ((Role.ISSUER, Role.APPROVER), ("KZ",), False),  # never decides on own work
 }
 """The people the authority tests (service and HTTP) work with."""
+
+
+def assert_error(response: httpx.Response, status: int, message: str = "") -> None:
+    """The one JSON error shape, with this status, naming `message`."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert set(error) == {"status", "code", "message", "fix"}
+    assert error["status"] == status and message in error["message"], error

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine
-from tests.helpers import AUTHORITY_PASSWORD, AUTHORITY_USERS, dump, request
+from tests.helpers import AUTHORITY_PASSWORD, AUTHORITY_USERS, assert_error, dump, request
 from tests.web_server import running
 
 from tocsin.domain.access import FREE_FAILURES, ROLE_SCOPES, Scope
@@ -61,15 +61,6 @@ def form(level: str, *areas: str, step: str = "submit", **extra: str) -> dict[st
 
 def csrf_in(html: str) -> str:
     return str(re.findall(r'name="csrf" value="([^"]+)"', html)[0])
-
-
-def assert_error(response: httpx.Response, status: int, message: str = "") -> None:
-    """The one JSON error shape, with this status, naming `message`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert set(error) == {"status", "code", "message", "fix"}
-    assert error["status"] == status and message in error["message"], error
 
 
 class Browser(httpx.Client):

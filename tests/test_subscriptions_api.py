@@ -19,7 +19,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
 from standardwebhooks import Webhook
-from tests.helpers import AUTHORITY_PASSWORD, AUTHORITY_USERS, dump, request
+from tests.helpers import AUTHORITY_PASSWORD, AUTHORITY_USERS, assert_error, dump, request
 from tests.push_service import Browser
 from tests.receiver import Behaviour, Receiver, receiving
 from tests.web_server import running
@@ -47,15 +47,6 @@ CHEAP = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 REF = re.compile(r"<([^>]+)>")
 HOOK = {"webhook": "http://127.0.0.1:9/new-hook", "areas": ["KZ-75"]}
 NO_SUCH = "sub_0000000000000000"
-
-
-def assert_error(response: httpx.Response, status: int, message: str = "") -> None:
-    """The one JSON error shape, with this status, naming `message`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert set(error) == {"status", "code", "message", "fix"}
-    assert error["status"] == status and message in error["message"], error
 
 
 @dataclass
