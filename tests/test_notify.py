@@ -338,3 +338,23 @@ def test_the_console_desk_lists_terms_ending_within_a_day(engine: Engine) -> Non
     assert authority.desk(engine, principal, now=T0).ending == []
     soon = authority.desk(engine, principal, now=ends - timedelta(hours=3)).ending
     assert [d.id for d in soon] == [near.id]  # the other is outside her jurisdiction
+
+
+def test_the_publics_subscriptions_do_not_make_the_servers_rebuild(engine: Engine) -> None:
+    """A busy subscribe form must not move the version every server rebuilds on."""
+    def version() -> tuple[int, int]:
+        with engine.connect() as conn:
+            state = conn.execute(select(t.state.c.version, t.state.c.audit_seq)).one()
+        return int(state.version), int(state.audit_seq)
+
+    before = version()
+    sub, _ = subscriptions.add(engine, channel=Channel.EMAIL, target="reader@example.kz",
+                               areas=["KZ-75"], owner=subscriptions.PUBLIC, now=T0)
+    with engine.connect() as conn:
+        key = subscriptions.secret_of(conn, sub.id)
+    subscriptions.confirm(engine, sub.id, subscriptions.link_signature(key, sub.id, "confirm"),
+                          now=T0)
+    assert version() == before and len(events(engine, notify.CONFIRM)) == 1
+    subscriptions.add(engine, channel=Channel.WEBHOOK, target="http://127.0.0.1:9/h",
+                      areas=["KZ"], owner="user:newsroom", now=T0, allow_private=True)
+    assert version()[1] == before[1] + 1  # a token holder's webhook is audited

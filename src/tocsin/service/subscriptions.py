@@ -13,11 +13,12 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from tocsin.domain.errors import Forbidden, InvalidInput, NotFound, unknown
 from tocsin.domain.notify import (
@@ -29,12 +30,15 @@ from tocsin.domain.notify import (
     check_email,
 )
 from tocsin.service import targets
-from tocsin.service.change import change
+from tocsin.service.change import Change, change
 from tocsin.store import records
 from tocsin.store import tables as t
-from tocsin.store.database import check_current, reading
+from tocsin.store.database import check_current, queueing, reading
+from tocsin.store.listen import NOTIFY_CHANNEL
 
 LANGUAGES = ("kk", "ru", "en")
+PUBLIC = "public"
+"""The owner of subscriptions made from the public pages."""
 MAX_AREAS = 200
 PUSH_KEY = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
@@ -62,7 +66,7 @@ def add(engine: Engine, *, channel: Channel, target: str, areas: Sequence[str],
     if len(area_codes) > MAX_AREAS:
         raise InvalidInput(f"{len(area_codes)} areas is more than {MAX_AREAS}",
                            "subscribe to a parent area instead: it hears the areas inside it")
-    with change(engine, now=now, actor=actor or owner) as unit:
+    with _writing(engine, now, actor or owner, audited=owner != PUBLIC) as unit:
         conn = unit.conn
         tree = records.load_tree(conn)
         known = records.load_schemes(conn)
@@ -140,7 +144,7 @@ def remove(engine: Engine, sub_id: str, *, now: datetime, actor: str,
 def confirm(engine: Engine, sub_id: str, signature: str, *, now: datetime) -> Subscription:
     """Double opt-in: the signed link from the confirmation message activates it."""
     check_current(engine)
-    with change(engine, now=now, actor="public") as unit:
+    with _writing(engine, now, PUBLIC, audited=False) as unit:
         sub = _load(unit.conn, sub_id)
         _check_signature(unit.conn, sub_id, "confirm", signature)
         if sub.status is SubscriptionStatus.DISABLED:
@@ -156,7 +160,7 @@ def confirm(engine: Engine, sub_id: str, signature: str, *, now: datetime) -> Su
 def unsubscribe(engine: Engine, sub_id: str, signature: str, *, now: datetime) -> Subscription:
     """The signed unsubscribe link (and RFC 8058 one-click POST) ends the subscription."""
     check_current(engine)
-    with change(engine, now=now, actor="public") as unit:
+    with _writing(engine, now, PUBLIC, audited=False) as unit:
         _load(unit.conn, sub_id)
         _check_signature(unit.conn, sub_id, "unsubscribe", signature)
         sub = _load(unit.conn, sub_id)
@@ -210,11 +214,40 @@ def count(engine: Engine) -> dict[str, int]:
         return {status: int(n) for status, n in rows}
 
 
-def _queue_confirmation(unit: Any, sub_id: str) -> None:
+class _Quiet:
+    """The writes of the public's own subscriptions: not audited changes, so they do not
+    take the state row's lock nor move the version that makes every server rebuild its
+    snapshot (a busy subscribe form must not make the site rebuild)."""
+
+    def __init__(self, conn: Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.entries: list[Any] = []
+
+    def audit(self, action: str, subject: str, details: Mapping[str, Any]) -> None:
+        pass
+
+
+@contextmanager
+def _writing(engine: Engine, now: datetime, actor: str, *, audited: bool
+             ) -> Iterator[Change | _Quiet]:
+    if audited:
+        with change(engine, now=now, actor=actor) as unit:
+            yield unit
+        return
+    with queueing(engine) as conn:
+        yield _Quiet(conn, now)
+
+
+def _queue_confirmation(unit: Change | _Quiet, sub_id: str) -> None:
     unit.audit("subscription.confirmation-sent", sub_id, {})
+    seq = (unit.entries[-1].seq if unit.entries
+           else int(records.read_state(unit.conn).audit_seq or 0))
     unit.conn.execute(insert(t.outbox).values(created_at=unit.now, topic=CONFIRM,
                                               payload={"subscription": sub_id},
-                                              audit_seq=unit.entries[-1].seq))
+                                              audit_seq=seq))
+    if not unit.entries and unit.conn.dialect.name == "postgresql":
+        unit.conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # wake the workers
 
 
 def _check_target(channel: Channel, target: str, details: Mapping[str, Any],
