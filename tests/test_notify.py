@@ -358,3 +358,20 @@ def test_the_publics_subscriptions_do_not_make_the_servers_rebuild(engine: Engin
     subscriptions.add(engine, channel=Channel.WEBHOOK, target="http://127.0.0.1:9/h",
                       areas=["KZ"], owner="user:newsroom", now=T0, allow_private=True)
     assert version()[1] == before[1] + 1  # a token holder's webhook is audited
+
+
+def test_websub_subscribers_whose_lease_ran_out_are_dropped_at_the_next_event(
+        engine: Engine) -> None:
+    from tocsin.service import websub
+    topic = "https://levels.test/feeds/alerts.atom"
+    websub.activate(engine, topic, "https://a.example/cb", None, timedelta(minutes=5),
+                    now=T0, etag=None)
+    websub.activate(engine, topic, "https://b.example/cb", None, timedelta(days=1),
+                    now=T0, etag=None)
+    commands.declare(engine, [request("high", ("KZ",))], now=T0 + timedelta(hours=1),
+                     actor="t")
+    deliveries.fan_out(engine, T0 + timedelta(hours=1))
+    assert {r["target"] for r in deliveries.listing(engine)} == {"https://b.example/cb"}
+    with engine.connect() as conn:
+        left = conn.execute(select(t.websub_subscriptions.c.callback)).scalars().all()
+    assert left == ["https://b.example/cb"]

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from tocsin.domain import notify
 from tocsin.domain.errors import InvalidInput, NotFound
 from tocsin.domain.notify import DeliveryStatus, Outcome, SubscriptionStatus
-from tocsin.service import subscriptions
+from tocsin.service import subscriptions, websub
 from tocsin.service.change import change
 from tocsin.store import records
 from tocsin.store import tables as t
@@ -157,15 +157,16 @@ def _to_subscribers_chunk(conn: Connection, event_id: int, payload: Mapping[str,
 
 
 def _to_websub(conn: Connection, event_id: int, now: datetime) -> int:
-    """A push to every WebSub subscriber whose lease holds; at delivery time the worker
-    sends its feed if the feed's version moved since the last push."""
+    """A push to every WebSub subscriber whose lease holds (those whose lease ran out are
+    dropped here); at delivery time the worker sends its feed if its version moved since
+    the last push."""
     d, w = t.deliveries, t.websub_subscriptions
+    websub.expire(conn, now=now)
     chosen = select(
         literal(event_id), w.c.id, literal(notify.Channel.WEBSUB.value), w.c.callback,
         literal(DeliveryStatus.PENDING.value), literal(0), literal(now, t.UTCDateTime),
         literal(now, t.UTCDateTime),
-    ).where(w.c.state == "active", or_(w.c.lease_expires_at.is_(None),
-                                       w.c.lease_expires_at > now))
+    ).where(w.c.state == "active")
     before = _count(conn, event_id)
     conn.execute(insert(d).from_select(
         ["event_id", "subscription_id", "channel", "target", "status", "attempts",

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from tocsin.domain.errors import Forbidden, InvalidInput, NotFound, unknown
 from tocsin.domain.notify import (
@@ -205,13 +205,6 @@ def load_many(conn: Connection, ids: Sequence[str], *,
               secrets: dict[str, str] | None = None) -> dict[str, Subscription]:
     """Subscriptions by id; with `secrets`, their secrets are put there too (for delivery)."""
     return {s.id: s for s in _load_many(conn, ids, secrets)}
-
-
-def count(engine: Engine) -> dict[str, int]:
-    with reading(engine) as conn:
-        rows = conn.execute(select(t.subscriptions.c.status, func.count())
-                            .group_by(t.subscriptions.c.status))
-        return {status: int(n) for status, n in rows}
 
 
 class _Quiet:

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from tocsin.store import tables as t
 from tocsin.store.database import queueing, reading
@@ -117,9 +117,7 @@ def release(engine: Engine, subscription: Subscription, etag: str) -> None:
             last_etag=subscription.last_etag))
 
 
-def expire(engine: Engine, *, now: datetime) -> int:
-    """Drop subscriptions whose lease has run out."""
-    with queueing(engine) as conn:
-        result = conn.execute(delete(t.websub_subscriptions).where(
-            t.websub_subscriptions.c.lease_expires_at <= now))
-    return int(result.rowcount or 0)
+def expire(conn: Connection, *, now: datetime) -> None:
+    """Drop subscriptions whose lease has run out (in the caller's transaction)."""
+    conn.execute(delete(t.websub_subscriptions).where(
+        t.websub_subscriptions.c.lease_expires_at <= now))
