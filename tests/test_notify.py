@@ -375,3 +375,22 @@ def test_websub_subscribers_whose_lease_ran_out_are_dropped_at_the_next_event(
     with engine.connect() as conn:
         left = conn.execute(select(t.websub_subscriptions.c.callback)).scalars().all()
     assert left == ["https://b.example/cb"]
+
+
+def test_a_replayed_delivery_of_a_removed_subscription_is_not_sent(engine: Engine,
+                                                                    tmp_path: Path) -> None:
+    with receiving() as receiver:
+        url = receiver.behave("/hook", Behaviour(status=500))
+        sub, _ = subscriptions.add(engine, channel=Channel.WEBHOOK, target=url, areas=["KZ"],
+                                   owner="t", now=T0, allow_private=True)
+        commands.declare(engine, [request("high", ("KZ",))], now=datetime.now(UTC), actor="t")
+        asyncio.run(Worker(engine, config(engine, tmp_path)).once())
+        subscriptions.remove(engine, sub.id, now=datetime.now(UTC), actor="t")
+        [row] = deliveries.listing(engine)
+        assert row["status"] == "dropped"
+        assert deliveries.replay(engine, now=datetime.now(UTC), actor="t",
+                                 ids=[row["id"]]) == 1
+        asyncio.run(Worker(engine, config(engine, tmp_path)).once())
+        assert len(receiver.at("/hook")) == 1  # only the attempt before the removal
+    [row] = deliveries.listing(engine)
+    assert row["status"] == "dropped" and "has ended (removed)" in row["last_detail"]

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 
 from tocsin import settings
 from tocsin.domain import notify
-from tocsin.domain.notify import Channel, Outcome, Subscription
+from tocsin.domain.notify import Channel, Outcome, Subscription, SubscriptionStatus
 from tocsin.domain.resolve import effective_levels
 from tocsin.domain.text import pick
 from tocsin.notify.jobs import Job, Links, Sender
@@ -201,9 +201,10 @@ class Worker:
                 continue
             limit = self.tuning.batch
             jobs, skipped = await asyncio.to_thread(self._jobs, claimed)
-            if skipped:
-                await asyncio.to_thread(deliveries.drop, self.engine, skipped,
-                                        detail="no change in it for this subscriber")
+            for detail in sorted(set(skipped.values())):
+                await asyncio.to_thread(deliveries.drop, self.engine,
+                                        [i for i, why in skipped.items() if why == detail],
+                                        detail=detail)
             results = await asyncio.gather(*(self._attempt(job) for job in jobs))
             await self._record(results)
             handled += len(claimed)
@@ -244,13 +245,15 @@ class Worker:
 
     # Building jobs (in a thread: it reads the database) ---------------------------------
 
-    def _jobs(self, claimed: list[Claimed]) -> tuple[list[Job], list[int]]:
+    def _jobs(self, claimed: list[Claimed]) -> tuple[list[Job], dict[int, str]]:
+        """The jobs to send, and the deliveries not to send with the reason why."""
         world = self._current_world()
         ids = sorted({c.subscription_id for c in claimed if c.subscription_id})
         secrets_of: dict[str, str] = {}
         with reading(self.engine) as conn:
             subs = subscriptions.load_many(conn, ids, secrets=secrets_of)
-        jobs, skipped = [], []
+        jobs: list[Job] = []
+        skipped: dict[int, str] = {}
         for c in claimed:
             if c.channel is Channel.WEBSUB:
                 jobs.append(Job(
@@ -262,14 +265,18 @@ class Worker:
                 continue
             sub = subs.get(c.subscription_id) if c.subscription_id else None
             if c.subscription_id and sub is None:
-                skipped.append(c.id)
+                skipped[c.id] = "the subscription no longer exists"
+                continue
+            if sub is not None and sub.status is SubscriptionStatus.DISABLED:
+                # e.g. a replayed delivery of a subscription removed since, or gone (410)
+                skipped[c.id] = f"the subscription has ended ({sub.disabled_reason})"
                 continue
             changes: list[dict[str, Any]] = []
             if c.topic == notify.LEVELS_CHANGED:
                 assert sub is not None
                 changes = self._heard(c, world, sub)
                 if not changes:
-                    skipped.append(c.id)
+                    skipped[c.id] = "no change in it for this subscriber"
                     continue
             payload = c.payload
             if c.topic == notify.CONFIRM and sub is not None:

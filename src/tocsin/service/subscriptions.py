@@ -326,7 +326,9 @@ def _load_many(conn: Connection, ids: Sequence[str],
                secrets: dict[str, str] | None = None) -> list[Subscription]:
     if not ids:
         return []
-    rows, areas, schemes = [], {}, {}  # type: ignore[var-annotated]
+    rows: list[Any] = []
+    areas: dict[str, list[str]] = {}
+    schemes: dict[str, list[str]] = {}
     for chunk in [ids[i:i + 500] for i in range(0, len(ids), 500)]:
         rows += list(conn.execute(select(t.subscriptions)
                                   .where(t.subscriptions.c.id.in_(chunk))))
