@@ -232,6 +232,8 @@ def watch(event: Annotated[int | None, typer.Option(
         engine = ctx.engine()
         check_current(engine)
         chosen = event if event is not None else deliveries.last_event(engine)
+        if chosen is not None:
+            deliveries.fanned_out(engine, chosen)  # refuses an event that does not exist
     if chosen is None:
         ctx.console.print("no event has deliveries yet: nothing to watch")
         return
@@ -246,7 +248,7 @@ def watch(event: Annotated[int | None, typer.Option(
                 progress.update(task, total=sum(counts.values()) or None,
                                 completed=_settled(counts),
                                 description=f"event {chosen}: {_tally(counts)}")
-                if not _waiting(engine, counts):
+                if not _waiting(engine, chosen, counts):
                     break
                 time.sleep(WATCH_POLL)
                 counts = deliveries.counts(engine, event=chosen)
@@ -293,11 +295,11 @@ def _settled(counts: Mapping[str, int]) -> int:
     return sum(counts.get(s.value, 0) for s in SETTLED)
 
 
-def _waiting(engine: Engine, counts: Mapping[str, int]) -> bool:
-    """Deliveries remain, or the event may not have been fanned out into them yet."""
+def _waiting(engine: Engine, event: int, counts: Mapping[str, int]) -> bool:
+    """Deliveries remain, or the event has not been (fully) fanned out into them yet."""
     if any(counts.get(s.value, 0) for s in UNSETTLED):
         return True
-    return not sum(counts.values()) and deliveries.unfanned(engine) > 0
+    return not deliveries.fanned_out(engine, event)
 
 
 def _tally(counts: Mapping[str, int]) -> str:

@@ -42,6 +42,8 @@ from tocsin.store.listen import NOTIFY_CHANNEL
 LEASE = timedelta(seconds=60)
 """How long a claimed delivery belongs to its worker; longer than any one attempt."""
 DELIVERY_STATUSES = tuple(s.value for s in DeliveryStatus)
+LARGEST_ID = 2**63 - 1
+"""Ids are 64-bit on both databases; a larger number names nothing."""
 FEED_TOPICS = frozenset({notify.LEVELS_CHANGED, "declaration.published",
                          "declaration.cancelled"})
 """Events after which a feed may have changed: WebSub subscribers get the new version."""
@@ -305,6 +307,10 @@ def replay(engine: Engine, *, now: datetime, actor: str, ids: Sequence[int] = ()
         raise InvalidInput("nothing to replay was named",
                            "give delivery ids, or --dead for every dead delivery")
     d = t.deliveries
+    too_large = sorted(i for i in ids if not 0 < i <= LARGEST_ID)
+    if too_large:
+        raise NotFound(f"no delivery {', '.join(map(str, too_large))}",
+                       "list them with 'tocsin deliveries list'")
     with change(engine, now=now, actor=actor) as unit:
         conn = unit.conn
         query = select(d.c.id, d.c.status)
@@ -345,6 +351,8 @@ def listing(engine: Engine, *, status: DeliveryStatus | None = None,
     if subscription is not None:
         query = query.where(d.c.subscription_id == subscription)
     if event is not None:
+        if not 0 < event <= LARGEST_ID:
+            return []
         query = query.where(d.c.event_id == event)
     with reading(engine) as conn:
         return [_as_dict(r) for r in conn.execute(query)]
@@ -354,6 +362,8 @@ def show(engine: Engine, delivery_id: int) -> dict[str, Any]:
     """One delivery with every attempt."""
     check_current(engine)
     d = t.deliveries
+    if not 0 < delivery_id <= LARGEST_ID:
+        raise NotFound(f"no delivery {delivery_id}", "list them with 'tocsin deliveries list'")
     with reading(engine) as conn:
         row = conn.execute(select(d, t.outbox.c.topic).join(t.outbox, t.outbox.c.id == d.c.event_id)
                            .where(d.c.id == delivery_id)).first()
@@ -374,7 +384,7 @@ def counts(engine: Engine, *, event: int | None = None) -> dict[str, int]:
     d = t.deliveries
     query = select(d.c.status, func.count()).group_by(d.c.status)
     if event is not None:
-        query = query.where(d.c.event_id == event)
+        query = query.where(d.c.event_id == (event if 0 < event <= LARGEST_ID else 0))
     with reading(engine) as conn:
         found = {status: int(n) for status, n in conn.execute(query)}
     return {status: found.get(status, 0) for status in DELIVERY_STATUSES}
@@ -385,6 +395,16 @@ def last_event(engine: Engine) -> int | None:
     with reading(engine) as conn:
         value = conn.execute(select(func.max(t.deliveries.c.event_id))).scalar()
         return int(value) if value is not None else None
+
+
+def fanned_out(engine: Engine, event: int) -> bool:
+    """Whether the outbox event has been fanned out; NotFound when there is no such event."""
+    with reading(engine) as conn:
+        row = conn.execute(select(t.outbox.c.fanned_out_at).where(
+            t.outbox.c.id == event)).first() if 0 < event <= LARGEST_ID else None
+    if row is None:
+        raise NotFound(f"no event {event}", "see 'tocsin deliveries list' for event numbers")
+    return row.fanned_out_at is not None
 
 
 def unfanned(engine: Engine) -> int:
