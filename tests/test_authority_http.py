@@ -591,3 +591,30 @@ def test_an_admin_sets_and_removes_an_issuers_reminder_address(site: Site) -> No
                  400, "is not an e-mail address")
     cleared = site.call("admin", "PATCH", f"/users/{name}", {"email": None})
     assert (cleared.status_code, cleared.json()["email"]) == (200, None)
+
+
+@pytest.mark.parametrize("old_term", ["in 30 days for a day", "ends tomorrow"])
+def test_a_lowering_that_outlasts_what_it_replaces_needs_a_second_person(
+        site: Site, old_term: str) -> None:
+    """The reproduction of issue 15's defect 2: an issuer 'lowers' an approved critical level
+    with an open-ended high one, which holds when the critical one never did. That is a
+    raise, and it must wait for an approver."""
+    now = datetime.now(UTC)
+    start, end = ((now + timedelta(days=30), now + timedelta(days=31))
+                  if old_term.startswith("in") else (None, now + timedelta(days=1)))
+    term = {"expires": end.isoformat()} | ({"effective": start.isoformat()} if start else {})
+    made = site.call("issuer-kz", *CREATE, body("critical", "KZ-19", **term))
+    assert made.status_code == 201 and made.json()["needs_approval"]
+    critical = made.json()["declaration"]["id"]
+    approved = site.call("approver-kz", "POST", f"/declarations/{critical}/approve",
+                         {"revision": 1})
+    assert approved.status_code == 200 and site.state(critical) == "published"
+    lowered = site.call("issuer-kz", *CREATE, body("high", "KZ-19", replaces=[critical]))
+    assert lowered.status_code == 201, lowered.text
+    assert lowered.json()["needs_approval"] is True
+    assert site.state(lowered.json()["declaration"]["id"]) == "pending"
+    # within the critical level's own term, a lowering still goes out at once
+    inside = {"expires": end.isoformat()} | ({"effective": start.isoformat()} if start else {})
+    fair = site.call("issuer-kz", *CREATE, body("high", "KZ-19", replaces=[critical],
+                                                 **inside))
+    assert fair.status_code == 201 and fair.json()["needs_approval"] is False

@@ -182,19 +182,66 @@ def at_or_above(scheme: Scheme, rule: ApprovalRule, level: str) -> bool:
 
 
 def needs_approval(scheme: Scheme, rule: ApprovalRule, tree: AreaTree,
-                   declaration: Declaration, replaced: Sequence[Declaration]) -> bool:
-    """Whether publishing this declaration needs a second person.
+                   declaration: Declaration, replaced: Sequence[Declaration], *,
+                   now: datetime) -> bool:
+    """Whether publishing this declaration at `now` needs a second person.
 
-    It is a lowering only if every one of its areas lies inside an area that a replaced
-    declaration held at a higher level; adding any other area is a raise there.
+    Only a true lowering may skip the second person when the scheme's rule says lowering
+    needs none (see `is_lowering`); anything else at or above the rule's level is a raise.
     """
     if not at_or_above(scheme, rule, declaration.level):
         return False
-    rank = scheme.level(declaration.level).rank
-    higher = [old for old in replaced if scheme.level(old.level).rank > rank]
-    lowering = bool(higher) and all(
-        any(within(tree, old.areas, code) for old in higher) for code in declaration.areas)
+    lowering = is_lowering(scheme, tree, declaration, replaced, now=now)
     return rule.lowering if lowering else True
+
+
+def is_lowering(scheme: Scheme, tree: AreaTree, declaration: Declaration,
+                replaced: Sequence[Declaration], *, now: datetime) -> bool:
+    """True when, at every instant of the declaration's term and in every one of its areas,
+    a declaration it replaces held a higher level over that area (itself or an ancestor).
+
+    The term runs from the declaration's effective time (publication, `now`, when it has
+    none) to its expiry (or forever). A replacement that outlasts what it replaces, starts
+    before it, or reaches an area it did not hold higher, raises the level somewhere.
+    """
+    if not declaration.areas:
+        return False
+    rank = scheme.level(declaration.level).rank
+    start = declaration.effective if declaration.effective is not None else now
+    end = declaration.expires
+    if end is not None and end <= start:
+        return False
+    higher = [old for old in replaced
+              if old.is_published and old.effective is not None
+              and scheme.level(old.level).rank > rank]
+    for code in declaration.areas:
+        spans = [_held(old) for old in higher if within(tree, old.areas, code)]
+        if not _covers(spans, start, end):
+            return False
+    return True
+
+
+def _held(old: Declaration) -> tuple[datetime, datetime | None]:
+    """The span in which a published declaration holds by its own term (None: open-ended)."""
+    assert old.effective is not None
+    ends = [t for t in (old.expires, old.cancellation.at if old.cancellation else None)
+            if t is not None]
+    return old.effective, min(ends) if ends else None
+
+
+def _covers(spans: Sequence[tuple[datetime, datetime | None]], start: datetime,
+            end: datetime | None) -> bool:
+    """Whether the union of `spans` covers [start, end) (end None: all time after start)."""
+    reached = start
+    for span_start, span_end in sorted(spans, key=lambda s: s[0]):
+        if span_start > reached:
+            return False
+        if span_end is None:
+            return True
+        reached = max(reached, span_end)
+        if end is not None and reached >= end:
+            return True
+    return False
 
 
 def cancel_needs_approval(scheme: Scheme, rule: ApprovalRule, declaration: Declaration) -> bool:

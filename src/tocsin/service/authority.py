@@ -106,7 +106,8 @@ def create(engine: Engine, principal: Principal, request: DeclarationRequest, *,
 def _submit(unit: Change, principal: Principal, draft: Declaration, scheme: Scheme,
             tree: AreaTree, replaced: list[Declaration], break_glass: str | None) -> Outcome:
     """Publish now (no approval needed, or break-glass) or mark pending; audits either way."""
-    needed = access.needs_approval(scheme, scheme.approval, tree, draft, replaced)
+    needed = access.needs_approval(scheme, scheme.approval, tree, draft, replaced,
+                                   now=unit.now)
     if needed and break_glass is None:
         pending = submitted(draft, now=unit.now)
         unit.audit("declaration.submitted", pending.id, {

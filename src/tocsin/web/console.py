@@ -244,7 +244,7 @@ class Console:
                 shown = views.preview(
                     world, candidate, now=now(), lang=lang, cap_sender=self.cap_sender,
                     needs_approval=access.needs_approval(scheme, scheme.approval, world.tree,
-                                                         candidate, replaced))
+                                                         candidate, replaced, now=now()))
                 return self._declaration_form(request, s, world, fields, title, action,
                                               preview=shown, editing=editing)
             if editing is not None:
@@ -273,7 +273,8 @@ class Console:
         shown = views.preview(world, d, now=now(), lang=lang, cap_sender=self.cap_sender,
                               needs_approval=d.status is Status.PENDING or (
                                   d.status is Status.DRAFT and access.needs_approval(
-                                      scheme, scheme.approval, world.tree, d, replaced)))
+                                      scheme, scheme.approval, world.tree, d, replaced,
+                                      now=now())))
         may = _may(p, world, d)
         return self.page(request, views.render(
             "declaration.html",
