@@ -29,6 +29,7 @@ from tocsin.render import data
 from tocsin.render.explain import explain as explain_text
 from tocsin.service import commands, queries
 from tocsin.store.database import check_current
+from tocsin.web.publish import Published
 from tocsin.web.publish import publish as publish_mirror
 from tocsin.web.serve import serve_http
 from tocsin.web.snapshot import build as build_snapshot
@@ -158,24 +159,25 @@ def _default_language(scheme: str) -> str:
 def publish(
     ids: Annotated[list[str] | None, typer.Argument(help="Draft ids to publish.")] = None,
     to: Annotated[Path | None, typer.Option(
-        "--to", help="Write the static mirror of every public document into this folder.")
-    ] = None,
+        "--to", help="Bring the static mirror in this folder up to date: only changed files "
+        "are written, only its own vanished files deleted.")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="With --to: render every document and compare it with the file on "
+        "disk, repairing a mirror changed by hand.")] = False,
     json_out: Json = False,
 ) -> None:
-    """Publish drafts (all in one transaction), or with --to DIR write the static mirror."""
+    """Publish drafts (all in one transaction), or with --to DIR update the static mirror."""
     with ctx.refusals():
         if to is not None:
             if ids:
                 raise InvalidInput("give either draft ids or --to DIR, not both")
             check_current(ctx.engine())
-            result = publish_mirror(build_snapshot(ctx.engine(), ctx.now()), to)
-            if json_out:
-                ctx.emit_json({"folder": str(result.folder), "files": result.files,
-                               "bytes": result.bytes, "version": result.version})
-            else:
-                ctx.console.print(f"wrote {result.files} documents ({result.bytes:,} bytes) "
-                                  f"to {result.folder}")
+            # Not pre-rendered: the mirror renders only the groups of documents that changed.
+            snapshot = build_snapshot(ctx.engine(), ctx.now(), prerender=False)
+            _print_mirror(publish_mirror(snapshot, to, full=full), json_out)
             return
+        if full:
+            raise InvalidInput("--full applies to the static mirror", "add --to DIR")
         if not ids:
             raise InvalidInput("no draft id given", "tocsin publish ID…, or --to DIR")
         done = commands.publish(ctx.engine(), ids, now=ctx.now(), actor=ctx.actor())
@@ -184,6 +186,21 @@ def publish(
         return
     for d in done:
         _print_declaration("published", d)
+
+
+def _print_mirror(result: Published, json_out: bool) -> None:
+    if json_out:
+        ctx.emit_json({"folder": str(result.folder), "version": result.version,
+                       "files": result.files, "bytes": result.bytes,
+                       "written": result.written, "unchanged": result.unchanged,
+                       "deleted": result.deleted, "bytes_written": result.bytes_written,
+                       "rendered": result.rendered, "seconds": round(result.seconds, 3)})
+        return
+    ctx.console.print(f"wrote {result.written} files ({result.bytes_written:,} bytes), "
+                      f"{result.unchanged} unchanged, {result.deleted} deleted, "
+                      f"in {result.seconds:.2f} s")
+    ctx.console.print(f"{result.folder} holds {result.files} documents ({result.bytes:,} "
+                      f"bytes) of version {result.version}")
 
 
 @app.command()
