@@ -77,7 +77,8 @@ def test_levels_on_8_january_are_critical_everywhere_inherited_from_the_country(
     assert {x["inherited_from"] for code, x in by_area.items() if code != "KZ"} == {"KZ"}
     almaty = by_area["KZ-75"]
     assert list(almaty) == ["area", "area_name", "scheme", "level", "name", "colour",
-                            "baseline", "inherited_from", "since", "until", "sources", "links"]
+                            "baseline", "inherited_from", "since", "until", "sources", "beneath",
+                            "links"]
     assert almaty["area_name"]["en"] == "Almaty" and almaty["name"]["en"] == "Critical"
     assert almaty["colour"].startswith("#") and almaty["baseline"] is False
     assert (almaty["since"], almaty["until"]) == (COUNTRYWIDE, None)  # critical on after
@@ -88,7 +89,8 @@ def test_levels_on_8_january_are_critical_everywhere_inherited_from_the_country(
 
 
 def test_levels_before_any_declaration_are_none(dem: Demo) -> None:
-    doc = api.levels_doc(dem.world, utc(2022, 1, 1))
+    assert api.levels_doc(dem.world, utc(2022, 1, 1))["levels"] == []  # none above baseline
+    doc = api.levels_doc(dem.world, utc(2022, 1, 1), level="any")
     assert {(x["level"], x["name"], x["colour"], x["since"]) for x in doc["levels"]} == {
         (None, None, None, None)}
 
@@ -571,3 +573,21 @@ def test_parameter_schemas_accept_what_the_parser_accepts(
 
 def test_the_spec_is_the_same_for_every_call(spec: dict[str, Any]) -> None:
     assert json.dumps(openapi_document()) == json.dumps(spec)
+
+
+def test_levels_filter_by_level_and_subtree_and_page_with_a_cursor(dem: Demo) -> None:
+    """On 15 January: four regions critical, Astana and Shymkent high, the rest moderate."""
+    critical = api.levels_doc(dem.world, JAN_15, level="critical")
+    assert {x["area"] for x in critical["levels"]} == {"KZ-75", "KZ-19", "KZ-31", "KZ-33"}
+    inside = api.levels_doc(dem.world, JAN_15, area="KZ-19")
+    assert [x["area"] for x in inside["levels"]] == ["KZ-19"]
+    pages, doc = [], api.levels_doc(dem.world, JAN_15, limit=7)
+    while True:
+        pages.append([x["area"] for x in doc["levels"]])
+        if doc["next"] is None:
+            break
+        cursor = doc["next"].rpartition("cursor=")[2]
+        doc = api.levels_doc(dem.world, JAN_15, limit=7, cursor=cursor)
+    everything = [x["area"] for x in api.levels_doc(dem.world, JAN_15)["levels"]]
+    assert [code for page in pages for code in page] == everything and len(pages) > 1
+    assert all(len(page) <= 7 for page in pages)

@@ -7,6 +7,7 @@ described, and pinned by tests, in render/openapi.py.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from urllib.parse import quote, urlencode
 from tocsin.domain.area import Area
 from tocsin.domain.audit import AuditHead
 from tocsin.domain.declaration import Declaration, replaced_by
-from tocsin.domain.errors import unknown
+from tocsin.domain.errors import InvalidInput, unknown
 from tocsin.domain.resolve import Period
 from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.times import iso
@@ -35,7 +36,12 @@ DEFAULT_LIMIT = 50
 EXPLAIN_LANGUAGES = ("en",)
 
 # The query parameters each endpoint takes, for parse_query and the OpenAPI document.
-LEVELS_PARAMS = {"at": ParamKind.INSTANT}
+LEVELS_PARAMS = {"at": ParamKind.INSTANT, "scheme": ParamKind.SCHEME, "level": ParamKind.TEXT,
+                 "area": ParamKind.AREA, "changed_since": ParamKind.INSTANT,
+                 "cursor": ParamKind.TEXT, "limit": ParamKind.LIMIT}
+LEVELS_LIMIT = 500
+ANY_LEVEL = "any"
+"""?level=any lists every area, those at the baseline or without a level too."""
 AREA_PARAMS = {"at": ParamKind.INSTANT}
 DECLARATIONS_PARAMS = {"scheme": ParamKind.SCHEME, "area": ParamKind.AREA,
                        "since": ParamKind.INSTANT, "until": ParamKind.INSTANT,
@@ -45,18 +51,108 @@ HISTORY_PARAMS = {"area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
 NO_PARAMS: dict[str, ParamKind] = {}
 
 
-def levels_doc(world: World, at: datetime) -> dict[str, Any]:
-    """Every area's level under every used scheme at `at` (schemes outer, areas in tree order)."""
-    return {"at": iso(at), "levels": [
-        {"area": s.area.code, "area_name": s.area.names, **_level_fields(s),
-         "links": {"area": urls.api_area(s.area.code),
-                   "page": urls.area(urls.DEFAULT_LANGUAGE, s.area.code)}}
-        for s in world.status(at)
-    ]}
+def levels_doc(world: World, at: datetime, *, scheme: str | None = None,
+               level: str | None = None, area: str | None = None,
+               changed_since: datetime | None = None, cursor: str | None = None,
+               limit: int = LEVELS_LIMIT) -> dict[str, Any]:
+    """Areas with their level under each used scheme (or one) at `at`: by default only those
+    above the scheme's baseline (`level` names one level, or 'any' for every area); `area`
+    keeps its subtree; `changed_since` keeps the areas whose documents changed since (what
+    they show: their level, its explanation or what is in force inside them). Schemes
+    outer, areas in tree order, `limit` a page, `next` the cursor of the next page.
+
+    NotFound for an unknown scheme, area or level; InvalidInput for a cursor this API did
+    not give.
+    """
+    keys = [_scheme(world, scheme).key] if scheme else world.used_schemes()
+    if level is not None and level != ANY_LEVEL:
+        for key in keys:
+            if level not in {lv.key for lv in world.schemes[key].levels}:
+                raise unknown("level", level, [lv.key for lv in world.schemes[key].levels],
+                              f"see {urls.api_schemes()}, or use level=any")
+    inside: set[str] | None = None
+    if area is not None:
+        root = _area(world, area).code
+        inside = {root, *world.tree.descendants(root)}
+    start_scheme, start_at = _read_cursor(cursor, keys, world)
+    items: list[dict[str, Any]] = []
+    next_cursor: str | None = None
+    for key in keys[keys.index(start_scheme) if start_scheme else 0:]:
+        history = world.history(key)
+        floor = history.scheme.baseline_level
+        levels = world.resolved(key) if at == world.now else None
+        order = world.tree.order
+        first = start_at if key == start_scheme else 0
+        for position in range(first, len(order)):
+            code = order[position]
+            if inside is not None and code not in inside:
+                continue
+            effective = levels[code] if levels is not None else world.effective(key, code, at)
+            found = effective.level
+            if level == ANY_LEVEL:
+                pass
+            elif level is not None:
+                if found is None or found.key != level:
+                    continue
+            elif found is None or (floor is not None and found.rank <= floor.rank):
+                continue
+            changed = world.area_changed(code) if changed_since is not None else None
+            if changed_since is not None and (changed is None or changed < changed_since):
+                continue
+            if len(items) == limit:
+                next_cursor = _cursor(key, position)
+                break
+            status = world.status(at, area=code, scheme=key)[0]
+            items.append({"area": code, "area_name": status.area.names, **_level_fields(status),
+                          "beneath": _beneath(world, key, code, at),
+                          "links": {"area": urls.api_area(code),
+                                    "page": urls.area(urls.DEFAULT_LANGUAGE, code)}})
+        if next_cursor is not None:
+            break
+    query = [("scheme", scheme), ("level", level), ("area", area),
+             ("changed_since", iso(changed_since) if changed_since else None)]
+    pairs = [(k, v) for k, v in query if v is not None]
+    if limit != LEVELS_LIMIT:
+        pairs.append(("limit", str(limit)))
+    return {"at": iso(at), "levels": items,
+            "next": (urls.api_levels() + "?" + urlencode([*pairs, ("cursor", next_cursor)],
+                                                        quote_via=quote, safe=":"))
+            if next_cursor else None}
 
 
-def area_doc(world: World, code: str, at: datetime) -> dict[str, Any]:
+def _cursor(scheme: str, position: int) -> str:
+    return base64.urlsafe_b64encode(f"{scheme}:{position}".encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str | None, keys: list[str], world: World) -> tuple[str | None, int]:
+    if cursor is None:
+        return None, 0
+    refusal = InvalidInput(f"query parameter cursor={cursor[:40]!r} is not a cursor this API "
+                           "gave for these filters", "use the 'next' link of the previous page")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise refusal from None
+    scheme, _, position = raw.rpartition(":")
+    if scheme not in keys or not position.isdigit() or int(position) >= len(world.tree.order):
+        raise refusal
+    return scheme, int(position)
+
+
+def _beneath(world: World, key: str, code: str, at: datetime) -> dict[str, Any] | None:
+    """The highest level in force inside the area and where (see World.beneath); null when
+    nothing inside is above the baseline."""
+    found = world.beneath(key, code, at)
+    if found is None:
+        return None
+    return {"level": found.level.key, "name": found.level.name, "colour": found.level.colour,
+            "count": found.count, "where": list(found.where), "since": iso(found.since)}
+
+
+def area_doc(world: World, code: str, at: datetime,
+             shown: datetime | None = None) -> dict[str, Any]:
     """One area at `at`: its place in the tree and, per used scheme, its level explained.
+    `shown` is the instant named as "at" (default `at`): the last change of what it shows.
 
     NotFound for an unknown area.
     """
@@ -66,6 +162,7 @@ def area_doc(world: World, code: str, at: datetime) -> dict[str, Any]:
         level = s.effective.level
         levels.append({
             **_level_fields(s),
+            "beneath": _beneath(world, s.scheme.key, area.code, at),
             "explanation": explain(world.tree, s.scheme, s.effective, s.period,
                                    EXPLAIN_LANGUAGES),
             "meaning": level.meaning if level else None,
@@ -74,7 +171,7 @@ def area_doc(world: World, code: str, at: datetime) -> dict[str, Any]:
             "timeline": [period_json(p) for p in world.timeline(area.code, s.scheme.key)],
         })
     return {
-        "at": iso(at),
+        "at": iso(shown or at),
         "area": area_json(area),
         "ancestors": world.tree.ancestors(area.code),
         "children": world.tree.children(area.code),

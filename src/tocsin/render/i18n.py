@@ -70,6 +70,16 @@ UI: dict[str, dict[str, str]] = {
         "badge_alt": "{scheme}: {area}",
         "hierarchy": "Area hierarchy",
         "within": "Areas within {area}",
+        "beneath_one": "Inside it: {level} in 1 area ({where})",
+        "beneath_many": "Inside it: {level} in {count} areas ({where})",
+        "search_label": "Find an area",
+        "search_button": "Search",
+        "search_title": "Areas matching “{query}”",
+        "search_none": "No area matches “{query}”.",
+        "search_more": "Showing the first {shown} of {count}.",
+        "with_level": "Areas with a level",
+        "with_level_more": "and {count} more: use the search or the regions below.",
+        "regions": "Regions",
         "about_scheme": "About this scale",
         "levels_of_scheme": "Its levels, lowest first:",
         "declaration_title": "Declaration {id}",
@@ -192,6 +202,16 @@ UI: dict[str, dict[str, str]] = {
         "badge_alt": "{scheme}: {area}",
         "hierarchy": "Иерархия территорий",
         "within": "Территории в составе «{area}»",
+        "beneath_one": "Внутри: {level} в 1 территории ({where})",
+        "beneath_many": "Внутри: {level} в {count} территориях ({where})",
+        "search_label": "Найти территорию",
+        "search_button": "Найти",
+        "search_title": "Территории по запросу «{query}»",
+        "search_none": "Ни одна территория не подходит под запрос «{query}».",
+        "search_more": "Показаны первые {shown} из {count}.",
+        "with_level": "Территории с объявленным уровнем",
+        "with_level_more": "и ещё {count}: воспользуйтесь поиском или регионами ниже.",
+        "regions": "Регионы",
         "about_scheme": "Об этой шкале",
         "levels_of_scheme": "Её уровни, от низшего:",
         "declaration_title": "Объявление {id}",
@@ -322,6 +342,16 @@ UI: dict[str, dict[str, str]] = {
         "badge_alt": "{scheme}: {area}",
         "hierarchy": "Аумақтар иерархиясы",
         "within": "«{area}» құрамындағы аумақтар",
+        "beneath_one": "Ішінде: 1 аумақта {level} ({where})",
+        "beneath_many": "Ішінде: {count} аумақта {level} ({where})",
+        "search_label": "Аумақты табу",
+        "search_button": "Іздеу",
+        "search_title": "«{query}» сұрауына сәйкес аумақтар",
+        "search_none": "«{query}» сұрауына сәйкес аумақ жоқ.",
+        "search_more": "{count} аумақтың алғашқы {shown} көрсетілген.",
+        "with_level": "Деңгей жарияланған аумақтар",
+        "with_level_more": "және тағы {count}: іздеуді немесе төмендегі өңірлерді пайдаланыңыз.",
+        "regions": "Өңірлер",
         "about_scheme": "Бұл шкала туралы",
         "levels_of_scheme": "Оның деңгейлері, төменгісінен бастап:",
         "declaration_title": "{id} мәлімдемесі",
@@ -419,6 +449,15 @@ UI: dict[str, dict[str, str]] = {
 def ui(lang: str) -> Mapping[str, str]:
     """The UI strings of a page language (English for a language without a table)."""
     return UI.get(lang, UI["en"])
+
+
+def beneath(lang: str, level: str, count: int, where: list[str]) -> str:
+    """'Inside it: Critical (red) in 4 areas (Almaty, …)': the highest level in force inside
+    an area, and where (the first few named, then an ellipsis)."""
+    listed = ", ".join(where) + (", …" if count > len(where) else "")
+    ru_one = lang == "ru" and count % 10 == 1 and count % 100 != 11
+    key = "beneath_one" if count == 1 or ru_one else "beneath_many"
+    return ui(lang)[key].format(level=level, count=count, where=listed)
 
 
 def language_name(name_of: str, reader: str) -> str:

@@ -29,7 +29,15 @@ _PARAMETERS = {
     "since": ("Only what takes effect (or holds) at or after this instant.",
               "2022-01-01T00:00:00Z"),
     "until": ("Only what takes effect (or holds) before this instant.", "2022-02-01T00:00:00Z"),
-    "limit": (f"How many declarations per page, 1 to {LIMIT_MAX}.", api.DEFAULT_LIMIT),
+    "limit": (f"How many items per page, 1 to {LIMIT_MAX}.", api.DEFAULT_LIMIT),
+    "level": ("Only areas at this level (a level key of the scheme), or 'any' for every area "
+              "including those at the baseline or without a level; by default only areas "
+              "above the scheme's baseline.", "critical"),
+    "changed_since": ("Only areas whose documents changed at or after this instant: their "
+                      "level, its explanation, or what is in force inside them.",
+                      "2022-01-13T00:00:00+06:00"),
+    "cursor": ("Where the page starts: copy it from the previous page's 'next' link.",
+               "a3otdGVycm9yOjIw"),
     "offset": ("How many declarations to skip, for the next pages.", 0),
 }
 _DEFAULTS = {"limit": api.DEFAULT_LIMIT, "offset": 0}
@@ -77,9 +85,11 @@ def _paths() -> dict[str, Any]:
                       "example": "20220107-3fa9c2d1"}
     return {
         "/api/v1/levels": _get(
-            "levels", "Every area's level under every scheme in use",
+            "levels", "Areas with a level, under every scheme in use",
             "Per scheme in use (every scheme when none has a declaration yet) and per area, "
-            "parents before children.", api.LEVELS_PARAMS, "Levels"),
+            "parents before children; by default only areas above the scheme's baseline, "
+            "in pages (follow 'next').", api.LEVELS_PARAMS, "Levels", not_found=True,
+            defaults={"limit": api.LEVELS_LIMIT}),
         "/api/v1/areas/{code}": {"parameters": [code], **_get(
             "area", "One area's levels, explained, with their timelines",
             "The area, its place in the tree, and per scheme in use its level at the instant, "
@@ -110,7 +120,8 @@ def _paths() -> dict[str, Any]:
 
 
 def _get(name: str, summary: str, description: str, params: dict[str, ParamKind],
-         schema: str, *, not_found: bool = False) -> dict[str, Any]:
+         schema: str, *, not_found: bool = False,
+         defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {"description": summary, "content": {JSON: {"schema": _ref(schema)}}},
         "400": {"$ref": "#/components/responses/BadRequest"},
@@ -119,16 +130,17 @@ def _get(name: str, summary: str, description: str, params: dict[str, ParamKind]
         responses["404"] = {"$ref": "#/components/responses/NotFound"}
     return {"get": {
         "operationId": name, "summary": summary, "description": description, "tags": ["public"],
-        "parameters": [_parameter(key, kind) for key, kind in params.items()],
+        "parameters": [_parameter(key, kind, (defaults or {}).get(key))
+                       for key, kind in params.items()],
         "responses": responses,
     }}
 
 
-def _parameter(name: str, kind: ParamKind) -> dict[str, Any]:
+def _parameter(name: str, kind: ParamKind, default: Any = None) -> dict[str, Any]:
     description, example = _PARAMETERS[name]
     schema = param_schema(kind)
-    if name in _DEFAULTS:
-        schema["default"] = _DEFAULTS[name]
+    if default is not None or name in _DEFAULTS:
+        schema["default"] = default if default is not None else _DEFAULTS[name]
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": schema, "example": example}
 
@@ -201,6 +213,13 @@ def _schemas() -> dict[str, Schema]:
         "until": {**_or_null(INSTANT), "description": "Its end as known now; null: until "
                                                       "further notice."},
         "sources": _array(_ref("Source")),
+        "beneath": {**_or_null(_obj({
+            "level": STRING, "name": text, "colour": COLOUR, "count": {"type": "integer"},
+            "where": _array(AREA_CODE), "since": INSTANT})),
+            "description": "The highest level in force inside the area (not inherited from "
+                           "it), the number of topmost areas holding it, the first few of "
+                           "them, and when the newest of their declarations took effect; "
+                           "null when nothing inside is above the baseline."},
     }
     return {
         "Error": _obj({"error": _obj({
@@ -239,7 +258,9 @@ def _schemas() -> dict[str, Schema]:
             "area": AREA_CODE, "area_name": text, **level_fields,
             "links": _obj({"area": STRING, "page": STRING}),
         }),
-        "Levels": _obj({"at": INSTANT, "levels": _array(_ref("LevelStatus"))}),
+        "Levels": _obj({"at": INSTANT, "levels": _array(_ref("LevelStatus")),
+                        "next": {**_or_null(STRING),
+                                 "description": "The next page (same filters), if any."}}),
         "Area": _obj({
             "code": AREA_CODE, "kind": _enum([k.value for k in AreaKind]),
             "parent": _or_null(AREA_CODE), "names": text,

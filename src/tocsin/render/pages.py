@@ -57,6 +57,8 @@ class PageContext:
     """When the snapshot was built (aware, UTC)."""
     time_travel: bool
     """True when the reader asked for ?at=…: a banner, and ?at= kept on every page link."""
+    shown: datetime | None = None
+    """The last change of what this page shows, named as 'as of' (default: `at`)."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def _frame(ctx: PageContext, title: str, path_of: Callable[[str], str], timezone
         banner=_when(ctx.at, timezone, ctx.lang) if ctx.time_travel else None,
         current=path_of(ctx.lang) + _query(ctx, params, keep_at=False),
         # Snapshots render as of the last change; time travel has its banner instead.
-        as_of=None if ctx.time_travel else _when(ctx.at, timezone, ctx.lang),
+        as_of=None if ctx.time_travel else _when(ctx.shown or ctx.at, timezone, ctx.lang),
         live=live and not ctx.time_travel, json=json)
 
 
@@ -320,6 +322,8 @@ class SchemeStatus:
     badge_src: str
     badge_alt: str
     snippet: str
+    beneath: str = ""
+    """The highest level in force inside the area, where it is above the area's own."""
 
 
 @dataclass(frozen=True)
@@ -387,6 +391,7 @@ def _scheme_status(world: World, status: AreaStatus, ctx: PageContext) -> Scheme
     snippet = _ENV.get_template("_badge.html").render(
         href=urls.area(lang, code), src=badge_src, alt=badge_alt).strip()
     return SchemeStatus(
+        beneath=beneath_text(world, scheme.key, code, level, ctx),
         key=scheme.key, name=scheme_name, description=pick(scheme.description, langs) or "",
         legend=[_chip(scheme.key, lv, lang) for lv in scheme.levels],
         chip=_chip(scheme.key, level, lang),
@@ -398,6 +403,17 @@ def _scheme_status(world: World, status: AreaStatus, ctx: PageContext) -> Scheme
         guidance=(pick(level.guidance, langs) or ()) if level else (),
         senders=[Sender(sender, links) for sender, links in senders.items()],
         timeline=timeline, badge_src=badge_src, badge_alt=badge_alt, snippet=snippet)
+
+
+def beneath_text(world: World, scheme: str, code: str, level: Level | None,
+                 ctx: PageContext) -> str:
+    """'Inside it: Critical (red) in 4 areas (…)' when something inside the area is higher
+    than its own level; '' otherwise."""
+    found = world.beneath(scheme, code, ctx.at)
+    if found is None or (level is not None and found.level.rank <= level.rank):
+        return ""
+    return i18n.beneath(ctx.lang, _level_label(found.level, ctx.lang), found.count,
+                        [_name(world, c, ctx.lang) for c in found.where])
 
 
 # ---------------------------------------------------------------------------- declaration

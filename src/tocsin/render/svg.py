@@ -20,6 +20,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from tocsin.domain.area import Area
 from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.text import pick
+from tocsin.render import i18n
 from tocsin.render.colour import text_colour_on
 from tocsin.render.explain import level_label
 from tocsin.service.queries import World
@@ -257,28 +258,48 @@ def badge_svg(world: World, scheme: str, code: str, at: datetime, lang: str) -> 
              else pick(NO_LEVEL, languages) or NO_LEVEL["en"]).upper()
     right_colour = level.colour if level else BADGE_NO_LEVEL_COLOUR
     title = f"{_name(area, languages)} — {left}: {level_label(level, languages)}"
+    inside = world.beneath(the_scheme.key, area.code, at)
+    if inside is not None and (level is None or inside.level.rank > level.rank):
+        # Higher inside than on the whole area: a third part says so, named and coloured.
+        title += "; " + i18n.beneath(lang if lang in i18n.UI else "en",
+                                     level_label(inside.level, languages), inside.count,
+                                     [_name(world.tree.areas[c], languages)
+                                      for c in inside.where])
+        extra = "▲ " + (pick(inside.level.name, languages) or inside.level.key).upper()
+        extra_colour = inside.level.colour
+    else:
+        extra, extra_colour = "", ""
     left_text = _text_width(left, BADGE_FONT_SIZE)
     right_text = _text_width(right, BADGE_FONT_SIZE)
+    extra_text = _text_width(extra, BADGE_FONT_SIZE) if extra else 0.0
     left_width = left_text + 2 * BADGE_PADDING
     right_width = right_text + 2 * BADGE_PADDING
-    width = left_width + right_width
+    extra_width = extra_text + 2 * BADGE_PADDING if extra else 0.0
+    width = left_width + right_width + extra_width
     w, lw = _num(width), _num(left_width)
+    third = "" if not extra else (
+        f'<rect x="{_num(left_width + right_width)}" width="{_num(extra_width)}" '
+        f'height="{BADGE_HEIGHT}" fill="{extra_colour}"/>')
 
     def label(text: str, x: float, text_width: float, background: str) -> str:
         return (f'<text x="{_num(x)}" y="14" fill="{text_colour_on(background)}" '
                 f'textLength="{_num(text_width)}">{_text(text)}</text>')
 
+    aria = f"{left} — {right}" + (f" — {extra}" if extra else "")
     return "".join([
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {BADGE_HEIGHT}" '
-        f'width="{w}" height="{BADGE_HEIGHT}" role="img" aria-label={_attr(f"{left} — {right}")} '
+        f'width="{w}" height="{BADGE_HEIGHT}" role="img" aria-label={_attr(aria)} '
         f"xml:lang={_attr(lang)}>",
         f"<title>{_text(title)}</title>",
         f'<rect width="{w}" height="{BADGE_HEIGHT}" rx="3" fill="{right_colour}"/>',
         f'<rect width="{lw}" height="{BADGE_HEIGHT}" rx="3" fill="{BADGE_LABEL_COLOUR}"/>',
         f'<rect x="{_num(left_width - 4)}" width="4" height="{BADGE_HEIGHT}" '
         f'fill="{BADGE_LABEL_COLOUR}"/>',
+        third,
         f'<g font-family={_attr(FONT)} font-size="{BADGE_FONT_SIZE}">',
         label(left, BADGE_PADDING, left_text, BADGE_LABEL_COLOUR),
         label(right, left_width + BADGE_PADDING, right_text, right_colour),
+        label(extra, left_width + right_width + BADGE_PADDING, extra_text, extra_colour)
+        if extra else "",
         "</g></svg>\n",
     ])

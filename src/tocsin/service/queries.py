@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,15 +16,18 @@ from tocsin.domain.resolve import (
     Effective,
     Period,
     SchemeHistory,
+    effective_level,
     effective_levels,
     period_at,
     timeline,
 )
-from tocsin.domain.scheme import Scheme
+from tocsin.domain.scheme import Level, Scheme
 from tocsin.store import records
 from tocsin.store.database import check_current, reading
 
 SCHEMES_HINT = "try 'tocsin schemes list'"
+TIMELINES_KEPT = 20_000
+"""Per-area timelines kept by one world; beyond that the memo starts again."""
 
 
 LevelMap = dict[tuple[str, str], str | None]
@@ -42,14 +45,45 @@ class AreaStatus:
     """The unbroken stretch of this level that contains the instant asked about."""
 
 
+@dataclass(frozen=True)
+class Beneath:
+    """The highest level in force anywhere strictly inside an area, and where: the topmost
+    areas beneath it that declarations name at that level (`count` of them, the first few
+    in `where`), and when the newest of those declarations took effect."""
+
+    level: Level
+    count: int
+    where: tuple[str, ...]
+    since: datetime
+
+
+WHERE_SHOWN = 5
+"""How many of the areas holding the highest level beneath an area are named."""
+
+
 @dataclass
 class World:
-    """Everything needed to answer questions, read in one consistent transaction."""
+    """Everything needed to answer questions, read in one consistent transaction.
+
+    Effective levels are resolved once per scheme for the world's `now` (when it has one),
+    in one pass over the tree; single areas at other instants resolve alone.
+    """
 
     tree: AreaTree
     schemes: dict[str, Scheme]
     declarations: dict[str, Declaration]
     _histories: dict[str, SchemeHistory] = field(default_factory=dict)
+    now: datetime | None = None
+    """The instant whose levels are resolved once for every area and kept."""
+    _resolved: dict[str, dict[str, Effective]] = field(default_factory=dict)
+    _beneath: dict[str, dict[str, Beneath]] = field(default_factory=dict)
+    _timelines: dict[tuple[str, str], list[Period]] = field(default_factory=dict)
+    _used: list[str] | None = None
+    _replacers: dict[str, list[str]] | None = None
+    structure_at: datetime | None = None
+    """When areas or schemes last changed: the oldest any area document can be."""
+    _touched: dict[str, datetime] | None = None
+    _inside: dict[str, datetime] | None = None
 
     def scheme(self, key: str) -> Scheme:
         if key not in self.schemes:
@@ -63,8 +97,23 @@ class World:
 
     def used_schemes(self) -> list[str]:
         """Schemes with at least one published declaration, else every scheme."""
-        used = sorted({d.scheme for d in self.declarations.values() if d.is_published})
-        return used or sorted(self.schemes)
+        if self._used is None:
+            used = sorted({d.scheme for d in self.declarations.values() if d.is_published})
+            self._used = used or sorted(self.schemes)
+        return list(self._used)
+
+    def resolved(self, key: str) -> dict[str, Effective]:
+        """Every area's effective level under `key` at `now`, resolved once."""
+        assert self.now is not None, "resolved() needs a world with a now"
+        if key not in self._resolved:
+            self._resolved[key] = effective_levels(self.tree, self.history(key), self.now)
+        return self._resolved[key]
+
+    def effective(self, key: str, code: str, at: datetime) -> Effective:
+        """One area's effective level: from the resolved map at `now`, else alone."""
+        if at == self.now:
+            return self.resolved(key)[code]
+        return effective_level(self.tree, self.history(key), code, at)
 
     def status(self, at: datetime, *, area: str | None = None,
                scheme: str | None = None) -> list[AreaStatus]:
@@ -74,15 +123,181 @@ class World:
         out = []
         for key in keys:
             history = self.history(key)
-            levels = effective_levels(self.tree, history, at)
+            if area:
+                levels = {codes[0]: self.effective(key, codes[0], at)}
+            elif at == self.now:
+                levels = self.resolved(key)
+            else:
+                levels = effective_levels(self.tree, history, at)
             for code in codes:
-                periods = timeline(self.tree, history, code)
                 out.append(AreaStatus(self.tree.areas[code], history.scheme, levels[code],
-                                      period_at(periods, at)))
+                                      period_at(self.timeline(code, key), at)))
         return out
 
     def timeline(self, area: str, scheme: str) -> list[Period]:
-        return timeline(self.tree, self.history(scheme), self.tree.get(area).code)
+        code = self.tree.get(area).code
+        found = self._timelines.get((code, scheme))
+        if found is None:
+            found = timeline(self.tree, self.history(scheme), code)
+            if len(self._timelines) > TIMELINES_KEPT:
+                self._timelines.clear()
+            self._timelines[(code, scheme)] = found
+        return found
+
+    def beneath(self, key: str, code: str, at: datetime | None = None) -> Beneath | None:
+        """The highest level in force strictly inside `code` at `at` (default `now`; kept
+        for `now`), None when nothing inside is above the baseline."""
+        at = at or self.now
+        assert at is not None, "beneath() needs an instant"
+        if at != self.now:
+            return self._summarise(key, at).get(code)
+        if key not in self._beneath:
+            self._beneath[key] = self._summarise(key, at)
+        return self._beneath[key].get(code)
+
+    def _summarise(self, key: str, at: datetime) -> dict[str, Beneath]:
+        """One pass up the tree from the areas that declarations in force name."""
+        history = self.history(key)
+        named: dict[str, tuple[int, datetime]] = {}
+        for window in history.in_effect(at):
+            for code in window.declaration.areas:
+                held = named.get(code)
+                if held is None or window.rank > held[0]:
+                    named[code] = (window.rank, window.start)
+                elif window.rank == held[0] and window.start > held[1]:
+                    named[code] = (held[0], window.start)
+        best: dict[str, tuple[int, int, list[str], datetime]] = {}
+        for code in reversed(self.tree.order):  # children before parents
+            own = named.get(code)
+            mine = best.get(code)
+            offer: tuple[int, int, list[str], datetime]
+            parent = self.tree.areas[code].parent
+            if parent is None:
+                continue
+            if own is not None and (mine is None or own[0] >= mine[0]):
+                offer = (own[0], 1, [code], own[1])  # the area itself covers what is inside
+            elif mine is not None:
+                offer = mine
+            else:
+                continue
+            top = best.get(parent)
+            if top is None or offer[0] > top[0]:
+                best[parent] = (offer[0], offer[1], list(offer[2][:WHERE_SHOWN]), offer[3])
+            elif offer[0] == top[0]:
+                where = top[2] + offer[2][:WHERE_SHOWN - len(top[2])]
+                best[parent] = (top[0], top[1] + offer[1], where, max(top[3], offer[3]))
+        baseline = history.scheme.baseline_level
+        floor = baseline.rank if baseline is not None else None
+        out = {}
+        for code, (rank, count, where, since) in best.items():
+            if floor is None or rank > floor:
+                level = history.level_of_rank(rank)
+                assert level is not None
+                out[code] = Beneath(level, count, tuple(where), since)
+        return out
+
+    def area_changed(self, code: str) -> datetime | None:
+        """The newest instant at or before `now` at which anything an area's documents show
+        changed: a declaration naming the area, an ancestor or an area inside it started,
+        ended, was published, cancelled or replaced; or the areas and schemes changed."""
+        if self._touched is None or self._inside is None:
+            self._touched, self._inside = self._touch_all()
+        instants = [self._touched.get(c) for c in (code, *self.tree.ancestors(code))]
+        instants += [self._inside.get(code), self.structure_at]
+        return max((i for i in instants if i is not None), default=None)
+
+    def declaration_changed(self, d: Declaration) -> datetime | None:
+        """The newest instant at or before `now` at which the declaration's documents
+        changed: published, started, ended, cancelled, or replaced."""
+        assert self.now is not None
+        instants = [d.published_at, d.effective, d.expires,
+                    d.cancellation.at if d.cancellation else None]
+        instants += [self.declarations[r].published_at for r in self.replaced_by(d.id)]
+        instants += [self.declarations[r].effective for r in self.replaced_by(d.id)]
+        return max((i for i in instants if i is not None and i <= self.now), default=None)
+
+    def _touch_all(self) -> tuple[dict[str, datetime], dict[str, datetime]]:
+        touched: dict[str, datetime] = {}
+        for d in self.declarations.values():
+            if d.is_published:
+                self._touch(touched, d)
+        return touched, self._inside_of(touched)
+
+    def _touch(self, touched: dict[str, datetime], d: Declaration) -> None:
+        """Raise the areas `d` names (and those of what it replaces) to `d`'s newest
+        instant at or before `now`."""
+        latest = self.declaration_changed(d)
+        if latest is None:
+            return
+        codes = list(d.areas)
+        for old in d.replaces:
+            if old in self.declarations:
+                codes += self.declarations[old].areas
+        for code in codes:
+            if code in self.tree.areas and (code not in touched or touched[code] < latest):
+                touched[code] = latest
+
+    def _inside_of(self, touched: dict[str, datetime]) -> dict[str, datetime]:
+        """Per area, the newest touch strictly inside it (one pass up the tree)."""
+        inside: dict[str, datetime] = {}
+        areas = self.tree.areas
+        for code in reversed(self.tree.order):
+            parent = areas[code].parent
+            if parent is None:
+                continue
+            mine = max((i for i in (touched.get(code), inside.get(code)) if i is not None),
+                       default=None)
+            if mine is not None and (parent not in inside or inside[parent] < mine):
+                inside[parent] = mine
+        return inside
+
+    def evolved(self, changed: Mapping[str, Declaration], now: datetime,
+                crossed: Iterable[Declaration] = ()) -> World:
+        """This world after `changed` declarations were written (added, cancelled), as of
+        `now`; `crossed` are declarations whose windows started or ended since this
+        world's `now`. Areas, schemes and unchanged histories are shared, and the
+        per-area change instants move only for the areas concerned."""
+        declarations = {**self.declarations, **changed}
+        schemes_changed = {d.scheme for d in changed.values()}
+        world = World(self.tree, self.schemes, declarations,
+                      {k: h for k, h in self._histories.items() if k not in schemes_changed},
+                      now=now, structure_at=self.structure_at)
+        if self._used is not None and self._used != sorted(self.schemes):
+            world._used = sorted({*self._used,
+                                  *(d.scheme for d in changed.values() if d.is_published)})
+        if self._replacers is not None:
+            replacers = dict(self._replacers)
+            for d in changed.values():
+                if d.is_published and d.id not in self.declarations:
+                    for old in d.replaces:
+                        replacers[old] = [*replacers.get(old, ()), d.id]
+            world._replacers = replacers
+        if self._touched is not None and self._inside is not None:
+            touched = dict(self._touched)
+            moved = [*changed.values(), *crossed]
+            for d in moved:
+                if d.is_published:
+                    world._touch(touched, d)
+            inside = dict(self._inside)
+            for d in moved:
+                for code in {*d.areas, *(a for old in d.replaces if old in declarations
+                                         for a in declarations[old].areas)}:
+                    if code not in self.tree.areas or code not in touched:
+                        continue
+                    for ancestor in self.tree.ancestors(code):
+                        if ancestor not in inside or inside[ancestor] < touched[code]:
+                            inside[ancestor] = touched[code]
+            world._touched, world._inside = touched, inside
+        return world
+
+    def windows_crossed(self, since: datetime, until: datetime) -> list[Declaration]:
+        """Published declarations whose window started or ended in (since, until]."""
+        out = []
+        for key in self.schemes:
+            for w in self.history(key).windows:
+                if since < w.start <= until or (w.end is not None and since < w.end <= until):
+                    out.append(w.declaration)
+        return out
 
     def declarations_for(self, area: str) -> list[Declaration]:
         """Declarations naming the area or one of its ancestors, oldest first."""
@@ -106,8 +321,14 @@ class World:
 
     def replaced_by(self, declaration_id: str) -> list[str]:
         """Ids of the published declarations replacing this one, sorted."""
-        return sorted(d.id for d in self.declarations.values()
-                      if d.is_published and declaration_id in d.replaces)
+        if self._replacers is None:
+            index: dict[str, list[str]] = {}
+            for d in self.declarations.values():
+                if d.is_published:
+                    for old in d.replaces:
+                        index.setdefault(old, []).append(d.id)
+            self._replacers = index
+        return sorted(self._replacers.get(declaration_id, ()))
 
 
 def load_world(engine: Engine, *, published_only: bool = False) -> World:

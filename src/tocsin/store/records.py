@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -284,3 +285,34 @@ def read_state(conn: Connection) -> Any:
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+STRUCTURE_TOPICS = ("areas.changed", "scheme.changed")
+"""Outbox topics of changes to the areas or schemes: every public document may change."""
+DECLARATION_TOPICS = ("declaration.published", "declaration.cancelled")
+
+
+def newest_outbox_id(conn: Connection) -> int:
+    """The id of the newest outbox event (0: none): every public change writes one."""
+    return int(conn.execute(select(func.max(t.outbox.c.id))).scalar() or 0)
+
+
+def structure_changed_at(conn: Connection) -> datetime | None:
+    """When areas or schemes last changed (the newest such outbox event), if ever."""
+    found = conn.execute(select(func.max(t.outbox.c.created_at))
+                         .where(t.outbox.c.topic.in_(STRUCTURE_TOPICS))).scalar()
+    return found if isinstance(found, datetime) else None
+
+
+def public_changes_after(conn: Connection, after: int) -> set[str] | None:
+    """Ids of the declarations published or cancelled in outbox events after `after`; None
+    when areas or schemes changed too (then everything must be read again)."""
+    ids: set[str] = set()
+    rows = conn.execute(select(t.outbox.c.topic, t.outbox.c.payload)
+                        .where(t.outbox.c.id > after).order_by(t.outbox.c.id))
+    for topic, payload in rows:
+        if topic in STRUCTURE_TOPICS:
+            return None
+        if topic in DECLARATION_TOPICS and isinstance(payload, dict) and "id" in payload:
+            ids.add(str(payload["id"]))
+    return ids

@@ -95,7 +95,10 @@ class TocsinApp:
         if doc is None:
             try:
                 params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-                doc = snapshot.site.render(path, params)
+                # Off the event loop: a page that renders never holds up the answers that
+                # are a look-up.
+                doc = await asyncio.get_running_loop().run_in_executor(
+                    None, snapshot.site.render, path, params)
             except TocsinError as error:
                 status = status_of(error)
                 doc = self._error(path, status, error)

@@ -9,26 +9,26 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
 from tocsin.service import levels
-from tocsin.store.listen import NOTIFY_CHANNEL, listen
+from tocsin.store import changes as store_changes
 from tocsin.web import snapshot as snapshots
 from tocsin.web.snapshot import Snapshot
 
 log = logging.getLogger("tocsin.web")
-POLL_SECONDS = 0.005
-"""How often SQLite's version counter is read: a one-row primary-key read."""
-LISTEN_POLL_SECONDS = 1.0
-"""On PostgreSQL, NOTIFY wakes the watcher at once; the counter is still read this often."""
+POLL_SECONDS = 5.0
+"""The longest wait between two looks at the store's version. A change wakes the watcher at
+once (tocsin.store.changes); this only bounds the cost of a lost signal."""
 PRERENDER_PAUSE = 0.001
 KEEP_EVENTS = 1000
 HEARTBEAT_SECONDS = 15.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,21 +122,32 @@ class Holder:
         self._rebuilding = False
 
     def refresh(self) -> Snapshot:
-        """Build a new snapshot now and swap it in; announce level changes.
-
-        The new world is served at once: a document not yet pre-rendered renders on its
-        first request, and `prerender` fills in the rest afterwards.
-        """
+        """Make the next snapshot from the current one now, swap it in, announce level
+        changes. Documents the change cannot have touched are carried over; the others
+        render on their first request (and `warm` renders the ones that were asked for)."""
         # Read before building: every announcement read is in the snapshot built after it.
         pending = levels.announcements(self.engine, after=self.broadcaster.last_id)
-        self._rebuilding = True  # pre-rendering of the old snapshot stops now
+        self._rebuilding = True  # warming of the old snapshot stops now
         try:
-            new = snapshots.build(self.engine, prerender=False)
+            new = snapshots.build(self.engine, previous=self.current)
         finally:
             self._rebuilding = False
         self.current = new
         self._announce(pending, new)
         return new
+
+    def check(self) -> Snapshot | None:
+        """Read the store's counters; make a new snapshot when a public change landed or a
+        level starts or ends now (returns it). A change that is not public (people, tokens,
+        lock-outs, subscriptions) only moves the published audit head: no rebuild."""
+        state = snapshots.read_version(self.engine)
+        current = self.current
+        due = current.next_change
+        if state.outbox != current.outbox or (due is not None and datetime.now(UTC) >= due):
+            return self.refresh()
+        if state.head != current.site.audit_head:
+            current.site.set_audit_head(state.head)
+        return None
 
     def _announce(self, events: list[tuple[int, dict[str, Any]]], snapshot: Snapshot) -> None:
         for event_id, payload in events:
@@ -144,55 +155,73 @@ class Holder:
                                                 "at": payload["at"],
                                                 "changes": payload["changes"]})
 
-    def prerender(self, snapshot: Snapshot) -> None:
-        """Render every document of `snapshot`; stop early once a newer one has taken over.
+    def warm(self, snapshot: Snapshot, paths: list[str]) -> None:
+        """Render `paths` (those the previous snapshot had been asked for and this one did
+        not carry over) behind the requests; stop once a newer snapshot has taken over.
 
-        Runs behind the requests: it pauses between documents so that requests (and the
-        next rebuild) never queue behind it for the interpreter.
+        It pauses between documents so that requests (and the next rebuild) never queue
+        behind it for the interpreter.
         """
-        for path in snapshot.site.paths():
+        for path in paths:
             if self.current is not snapshot or self._rebuilding:
                 return
-            snapshot.site.render(path)
+            with contextlib.suppress(Exception):  # a document that fails renders on request
+                snapshot.site.render(path)
             time.sleep(PRERENDER_PAUSE)
 
     async def watch(self) -> None:
-        """Rebuild when the store's version moves or when a level starts or ends."""
-        loop = asyncio.get_running_loop()
-        woken = asyncio.Event()
-        interval = POLL_SECONDS
-        if self.engine.dialect.name == "postgresql":
-            interval = LISTEN_POLL_SECONDS
-            self._listener = threading.Thread(
-                target=listen, args=(self.engine, NOTIFY_CHANNEL, loop, woken, self._stopping),
-                daemon=True)
-            self._listener.start()
-        while True:
-            timeout = interval
-            due = self.current.next_change
-            if due is not None:
-                timeout = min(interval, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout)
-            woken.clear()
-            try:
-                version, _, _ = await loop.run_in_executor(None, snapshots.read_version,
-                                                        self.engine)
+        """Rebuild when the store's version moves or when a level starts or ends; sleep in
+        between (an idle server uses no CPU)."""
+        changes = store_changes.watch(self.engine)  # before the first look: nothing is missed
+        try:
+            while True:
+                try:
+                    await _in_daemon_thread(self.check)
+                except Exception:  # keep serving the last good snapshot
+                    log.exception("could not rebuild the snapshot; serving the previous one")
+                    await asyncio.sleep(1.0)
+                timeout = POLL_SECONDS
                 due = self.current.next_change
-                if version != self.current.version or (due and datetime.now(UTC) >= due):
-                    new = await loop.run_in_executor(None, self.refresh)
-                    # Not awaited: the watcher keeps watching while documents render.
-                    loop.run_in_executor(None, self.prerender, new)
-            except Exception:  # keep serving the last good snapshot
-                log.exception("could not rebuild the snapshot; serving the previous one")
-                await asyncio.sleep(1.0)
+                if due is not None:
+                    timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+                await changes.wait(timeout)
+        finally:
+            changes.close()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.watch())
 
     async def stop(self) -> None:
+        """Stop watching at once; a rebuild or pre-rendering under way is abandoned with
+        its daemon thread, so that the process can end now."""
         self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _in_daemon_thread(work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run `work` in a daemon thread of its own: unlike the default executor's threads, the
+    interpreter does not wait for it at exit, so a long rebuild never delays a shutdown."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = work(*args), None
+        except BaseException as failure:  # handed to the awaiting task
+            result, error = None, failure
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="tocsin-snapshot", daemon=True).start()
+    return future

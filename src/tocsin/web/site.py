@@ -7,17 +7,22 @@ bytes for the same path.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from importlib.resources import files
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tocsin.domain.audit import AuditHead
+from tocsin.domain.declaration import Declaration
 from tocsin.domain.errors import NotFound
 from tocsin.render import api, feeds, openapi, pages, svg, urls
 from tocsin.render.feeds import FeedRequest, Publication
 from tocsin.render.query import ParamKind, parse_query
+from tocsin.service.exports import CapLoader
 from tocsin.service.keys import DocumentSigner, sign_document
 from tocsin.service.queries import World
 from tocsin.web.documents import CSS, HTML, JS, JSON, SVG, Document, document
@@ -32,7 +37,12 @@ LEVELS_CSS = "/levels.css"
 PAGE_PARAMS = {"at": ParamKind.INSTANT}
 HISTORY_PAGE_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
                        "from": ParamKind.DAY, "to": ParamKind.DAY}
-CACHE_LIMIT = 4096
+CACHE_LIMIT = 50_000
+"""Documents without a query kept per process, least recently used first out."""
+CACHE_BYTES = 512 * 1024 * 1024
+QUERY_CACHE_LIMIT = 2_000
+"""Documents for a query (?at=, filters) are kept apart, so that no stream of queries can
+push the plain documents out."""
 CAP_XML = feeds.CAP_TYPE
 ATOM = f"{feeds.ATOM_TYPE}; charset=utf-8"
 RSS = f"{feeds.RSS_TYPE}; charset=utf-8"
@@ -69,15 +79,74 @@ def signable(path: str) -> bool:
                                                                         KEYS_DOCUMENT))
 
 
+Key = tuple[str, tuple[tuple[str, str], ...]]
+"""A cache key: the path and the query parameters that matter, normalised."""
+
+
+@dataclass(frozen=True)
+class Affected:
+    """What a change touched: the areas whose documents may read differently (those named,
+    everything inside them and everything above them) and the declarations."""
+
+    areas: frozenset[str]
+    declarations: frozenset[str]
+
+    @classmethod
+    def of(cls, world: World, changed: Iterable[Declaration]) -> Affected:
+        named: set[str] = set()
+        ids: set[str] = set()
+        for d in changed:
+            ids.add(d.id)
+            ids.update(d.replaces)
+            named.update(d.areas)
+            for old in d.replaces:
+                if old in world.declarations:
+                    named.update(world.declarations[old].areas)
+        tree = world.tree
+        areas: set[str] = set()
+        for code in named:
+            if code in tree.areas and code not in areas:
+                areas.add(code)
+                areas.update(tree.ancestors(code))
+                areas.update(tree.descendants(code))
+        return cls(frozenset(areas), frozenset(ids))
+
+
+def group_of(path: str) -> tuple[str, str | None]:
+    """Which inputs a document depends on: ('area', code), ('declaration', id), ('asset',
+    None) for files that never change with the levels, or ('global', None)."""
+    if path.endswith(SIGNATURE):
+        path = path[:-len(SIGNATURE)]
+    if path in ASSETS or path in (LEVELS_CSS, urls.OPENAPI, KEYS_DOCUMENT):
+        return "asset", None
+    segments = [s for s in path.split("/") if s]
+    if segments and segments[0] in urls.PAGE_LANGUAGES:
+        segments = segments[1:]
+    match segments:
+        case ["areas", code] | ["api", "v1", "areas", code]:
+            return "area", code
+        case ["badge", _, name] if name.endswith(".svg"):
+            return "area", name[:-4]
+        case ["feeds", "areas", name]:
+            return "area", name.rpartition(".")[0]
+        case ["declarations", d] | ["api", "v1", "declarations", d]:
+            return "declaration", d
+        case ["cap", name] if name.endswith(".xml"):
+            return "declaration", name[:-4].removesuffix("-cancel")
+    return "global", None
+
+
 class Site:
     """The public documents of one World at one instant."""
 
     def __init__(self, world: World, now: datetime, modified: datetime,
                  audit_head: AuditHead | None = None, *, publication: Publication,
                  cap_documents: Mapping[str, bytes] | None = None,
+                 cap_loader: CapLoader | None = None,
                  signer: DocumentSigner | None = None,
                  keys_document: Mapping[str, Any] | None = None,
-                 push_key: str | None = None) -> None:
+                 push_key: str | None = None, previous: Site | None = None,
+                 affected: Affected | None = None) -> None:
         self.world = world
         self.audit_head = audit_head
         self.now = now
@@ -89,9 +158,19 @@ class Site:
         self.signer = signer
         """With a document key: every JSON document, feed and CAP file has PATH.sig."""
         self.keys_document = keys_document or {"keys": []}
+        self.push_key = push_key
         self.push = pages.Push(push_key) if push_key else None
         """With the VAPID public key: area pages offer browser push."""
-        self._cache: dict[tuple[str, Params], Document] = {}
+        self.cap_loader = cap_loader
+        """Reads CAP messages not in `cap_documents` from the store, on a cache miss."""
+        if world.now is None:
+            world.now = now
+        self._lock = threading.Lock()
+        self._plain: OrderedDict[str, Document] = OrderedDict()
+        self._plain_bytes = 0
+        self._queries: OrderedDict[Key, Document] = OrderedDict()
+        if previous is not None and affected is not None:
+            self._carry_over(previous, affected)
 
     # -- what exists ------------------------------------------------------------------------
 
@@ -145,36 +224,140 @@ class Site:
     def render(self, path: str, params: Params = ()) -> Document:
         """The document at `path`; NotFound or InvalidInput (from the query) otherwise.
 
-        A page path without a language prefix is in the default language.
+        A page path without a language prefix is in the default language. Parameters a
+        document does not take are dropped before the cache is consulted, so they neither
+        make new entries nor push others out.
         """
-        key = (path, tuple(params))
-        found = self._cache.get(key)
-        if found is None:
-            found = self._render(path, params)
-            if len(self._cache) >= CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = found
+        key = normalise(path, params)
+        if not key[1]:
+            found = self.cached(path)
+            if found is None:
+                found = self._render(path, ())
+                self._keep(path, found)
+            return found
+        with self._lock:
+            found = self._queries.get(key)
+            if found is not None:
+                self._queries.move_to_end(key)
+                return found
+        found = self._render(path, key[1])
+        with self._lock:
+            self._queries[key] = found
+            while len(self._queries) > QUERY_CACHE_LIMIT:
+                self._queries.popitem(last=False)
         return found
 
     def cached(self, path: str) -> Document | None:
-        """The pre-rendered document for a path without query or negotiation, if any."""
-        return self._cache.get((path, ()))
+        """The rendered document for a path without query or negotiation, if kept."""
+        with self._lock:
+            found = self._plain.get(path)
+            if found is not None:
+                self._plain.move_to_end(path)
+            return found
+
+    def _keep(self, path: str, doc: Document) -> None:
+        with self._lock:
+            if path in self._plain:
+                return
+            self._plain[path] = doc
+            self._plain_bytes += len(doc.body)
+            while len(self._plain) > CACHE_LIMIT or self._plain_bytes > CACHE_BYTES:
+                _, dropped = self._plain.popitem(last=False)
+                self._plain_bytes -= len(dropped.body)
+
+    def missing_in(self, other: Site, limit: int = 2_000) -> list[str]:
+        """The most recently used plain documents of this site that `other` does not hold
+        (what to render ahead after a change), most recent first."""
+        with self._lock:
+            recent = list(reversed(self._plain))[:limit * 4]
+        with other._lock:
+            return [path for path in recent if path not in other._plain][:limit]
+
+    def set_audit_head(self, head: AuditHead | None) -> None:
+        """A change that is not public moved the audit chain: only its head document is
+        made again."""
+        self.audit_head = head
+        with self._lock:
+            for path in (urls.api_audit_head(), urls.api_audit_head() + SIGNATURE):
+                dropped = self._plain.pop(path, None)
+                if dropped is not None:
+                    self._plain_bytes -= len(dropped.body)
+
+    def cache_size(self) -> tuple[int, int]:
+        """(plain documents, query documents) kept now."""
+        with self._lock:
+            return len(self._plain), len(self._queries)
+
+    def _carry_over(self, previous: Site, affected: Affected) -> None:
+        """Keep the previous snapshot's documents that this change cannot have touched."""
+        with previous._lock:
+            kept = list(previous._plain.items())
+        for path, doc in kept:
+            kind, name = group_of(path)
+            if (kind == "asset" or (kind == "area" and name not in affected.areas)
+                    or (kind == "declaration" and name not in affected.declarations)):
+                self._plain[path] = doc
+                self._plain_bytes += len(doc.body)
+
+    def modified_of(self, path: str) -> datetime:
+        """The Last-Modified of a document: the last change of its own inputs."""
+        kind, name = group_of(path)
+        found: datetime | None = None
+        if kind == "area" and name is not None and name in self.world.tree.areas:
+            found = self.world.area_changed(name)
+        elif kind == "declaration" and name in self.world.declarations:
+            found = self.world.declaration_changed(self.world.declarations[name])
+        elif kind == "asset":
+            found = self.world.structure_at
+        return found or self.modified
+
+    def groups(self) -> Iterator[tuple[str, str | None, list[str]]]:
+        """The documents in groups that change together, each with a signature that
+        changes whenever any of its documents may (None: always compare the bytes); the
+        static mirror skips a group whose signature it already holds."""
+        by_group: dict[tuple[str, str | None], list[str]] = {}
+        for path in self.paths():
+            by_group.setdefault(group_of(path), []).append(path)
+        for (kind, name), paths in by_group.items():
+            yield (f"{kind}:{name}" if name else kind), self._signature(kind, name), paths
+
+    def _signature(self, kind: str, name: str | None) -> str | None:
+        world = self.world
+        if kind == "area" and name is not None and name in world.tree.areas:
+            assert world.now is not None
+            parts = [str(world.area_changed(name))]
+            for key in world.used_schemes():
+                effective = world.effective(key, name, world.now)
+                beneath = world.beneath(key, name)
+                parts.append(f"{key}={effective.level.key if effective.level else '-'}:"
+                             + ",".join(s.declaration.id for s in effective.sources)
+                             + (f"/{beneath}" if beneath else ""))
+            return "|".join(parts)
+        if kind == "declaration" and name in world.declarations:
+            d = world.declarations[name]
+            return (f"{world.declaration_changed(d)}|{d.cancellation}|"
+                    + ",".join(world.replaced_by(d.id)))
+        if kind == "asset":
+            return str(world.structure_at)
+        return None
 
     def _render(self, path: str, params: Params) -> Document:
         if path.endswith(SIGNATURE) and self.signer is not None and signable(path[:-4]):
             signed = self.render(path[:-len(SIGNATURE)], params)
             return self._json({"document": path[:-len(SIGNATURE)], "etag": signed.etag,
-                               **sign_document(signed.body, self.signer)})
+                               **sign_document(signed.body, self.signer)},
+                              self.modified_of(path))
+        modified = self.modified_of(path)
         if path == KEYS_DOCUMENT:
-            return self._json(self.keys_document)
+            return self._json(self.keys_document, modified)
         if path in ASSETS:
             name, media_type = ASSETS[path]
             body = (files("tocsin") / "static" / name).read_bytes()
-            return document(body, media_type, self.modified)
+            return document(body, media_type, modified)
         if path == LEVELS_CSS:
-            return document(pages.levels_css(self.world), CSS, self.modified)
+            return document(pages.levels_css(self.world), CSS, modified)
         if path == urls.OPENAPI:
-            return self._json(openapi.openapi_document())
+            return self._json(openapi.openapi_document(), modified)
         segments = [s for s in path.split("/") if s]
         if segments[:2] == ["api", "v1"]:
             return self._api(segments[2:], params)
@@ -187,9 +370,9 @@ class Site:
         params = [(k, v) for k, v in params if k != "lang"]
         return self._page(path, segments, params, lang)
 
-    def _json(self, value: Any) -> Document:
+    def _json(self, value: Any, modified: datetime | None = None) -> Document:
         body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        return document(body, JSON, self.modified)
+        return document(body, JSON, modified or self.modified)
 
     def _at(self, params: Params, allowed: dict[str, ParamKind]) -> tuple[datetime, dict[str, Any]]:
         parsed = parse_query(params, allowed)
@@ -202,7 +385,9 @@ class Site:
         # Pages ignore parameters they do not know (trackers add them); the known are strict.
         known = [(k, v) for k, v in params if k in kinds]
         at, parsed = self._at(known, kinds)
-        ctx = pages.PageContext(lang=lang, at=at, now=self.now, time_travel="at" in parsed)
+        modified = self.modified if "at" in parsed else self.modified_of(path)
+        ctx = pages.PageContext(lang=lang, at=at, now=self.now, time_travel="at" in parsed,
+                                shown=modified)
         render: Callable[[], str]
         media_type = HTML
         match segments:
@@ -225,7 +410,7 @@ class Site:
                 render = lambda: svg.badge_svg(world, scheme, name[:-4], at, lang)  # noqa: E731
             case _:
                 raise NotFound(f"there is no page at {path}", f"start from {urls.overview(lang)}")
-        return document(render(), media_type, self.modified)
+        return document(render(), media_type, modified)
 
     def _midnight(self, day: date | None) -> datetime | None:
         """The start of a day in the time zone the history page shows dates in."""
@@ -240,11 +425,15 @@ class Site:
         world = self.world
         match segments:
             case ["levels"]:
-                at, _ = self._at(params, api.LEVELS_PARAMS)
-                return self._json(api.levels_doc(world, at))
+                at, q = self._at(params, api.LEVELS_PARAMS)
+                return self._json(api.levels_doc(
+                    world, at, scheme=q.get("scheme"), level=q.get("level"), area=q.get("area"),
+                    changed_since=q.get("changed_since"), cursor=q.get("cursor"),
+                    limit=q.get("limit", api.LEVELS_LIMIT)))
             case ["areas", code]:
-                at, _ = self._at(params, api.AREA_PARAMS)
-                return self._json(api.area_doc(world, code, at))
+                at, parsed = self._at(params, api.AREA_PARAMS)
+                shown = None if "at" in parsed else self.modified_of(f"/api/v1/areas/{code}")
+                return self._json(api.area_doc(world, code, at, shown=shown), shown)
             case ["declarations"]:
                 q = parse_query(params, api.DECLARATIONS_PARAMS)
                 return self._json(api.declarations_doc(
@@ -253,7 +442,8 @@ class Site:
                     offset=q.get("offset", 0)))
             case ["declarations", declaration_id]:
                 parse_query(params, api.NO_PARAMS)
-                return self._json(api.declaration_doc(world, declaration_id))
+                return self._json(api.declaration_doc(world, declaration_id),
+                                  self.modified_of(f"/api/v1/declarations/{declaration_id}"))
             case ["schemes"]:
                 parse_query(params, api.NO_PARAMS)
                 return self._json(api.schemes_doc(world))
@@ -272,17 +462,19 @@ class Site:
         """CAP files and feeds. Like pages they ignore parameters they do not know; feeds
         follow ?lang=, and only the default-language feeds are pre-rendered."""
         world, publication = self.world, self.publication
+        modified = self.modified_of(path)
         area: str | None
         match segments:
             case ["cap", name] if name.endswith(".xml"):
                 stem = name[:-4]
-                if stem in self.cap_documents:
-                    return document(self.cap_documents[stem], CAP_XML, self.modified)
+                stored = self._stored_cap(stem)
+                if stored is not None:
+                    return document(stored, CAP_XML, modified)
                 if stem.endswith("-cancel") and stem not in world.declarations:
                     body = feeds.cap_cancel_message(world, stem[:-7], publication)
                 else:
                     body = feeds.cap_message(world, stem, publication)
-                return document(body, CAP_XML, self.modified)
+                return document(body, CAP_XML, modified)
             case ["feeds", name] if name in ("alerts.atom", "alerts.rss"):
                 area, kind = None, name.removeprefix("alerts.")
             case ["feeds", "areas", name] if name.rpartition(".")[2] in FEED_MEDIA_TYPES:
@@ -296,9 +488,38 @@ class Site:
         request = FeedRequest(lang, publication.absolute(own) + (f"?lang={asked}" if asked
                                                                  else ""), area)
         render = feeds.atom_feed if kind == "atom" else feeds.rss_feed
-        body = render(world, request, at=self.now, updated=self.modified,
-                      publication=publication)
-        return document(body, FEED_MEDIA_TYPES[kind], self.modified)
+        body = render(world, request, at=self.now, updated=modified, publication=publication)
+        return document(body, FEED_MEDIA_TYPES[kind], modified)
+
+    def _stored_cap(self, name: str) -> bytes | None:
+        """The CAP message made (and signed) at publication, if the store has it."""
+        if name in self.cap_documents:
+            return self.cap_documents[name]
+        declaration = self.world.declarations.get(name.removesuffix("-cancel"))
+        if self.cap_loader is None or declaration is None or not declaration.is_published:
+            return None
+        return self.cap_loader([name]).get(name)
+
+
+def normalise(path: str, params: Params) -> Key:
+    """The cache key of a request: pages, feeds and CAP files keep only the parameters they
+    read (trackers add others), sorted; the API keeps everything, as it refuses what it does
+    not know (and a refusal is never kept)."""
+    if not params:
+        return path, ()
+    base = path[:-len(SIGNATURE)] if path.endswith(SIGNATURE) else path
+    if base.startswith("/api/"):
+        return path, tuple(params)
+    if base.startswith("/cap/"):
+        return path, ()
+    if base.startswith("/feeds/"):
+        allowed: Iterable[str] = ("lang",)
+    else:
+        segments = [s for s in base.split("/") if s]
+        if segments and segments[0] in urls.PAGE_LANGUAGES:
+            segments = segments[1:]
+        allowed = ("lang", *(HISTORY_PAGE_PARAMS if segments == ["history"] else PAGE_PARAMS))
+    return path, tuple(sorted((k, v) for k, v in params if k in allowed))
 
 
 def query_language(params: Params) -> str | None:
