@@ -5,6 +5,7 @@ On both databases, through the server's own holder and the ASGI app."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from tests.helpers import request
 
 from tocsin.domain.access import Role
+from tocsin.domain.area import Area, AreaKind
 from tocsin.service import commands, people
 from tocsin.web.app import create_app
 from tocsin.web.live import Holder
@@ -138,3 +140,42 @@ def test_bad_level_filters_answer_400_in_the_one_shape(engine: Engine, query: st
     answer = asyncio.run(call())
     assert answer.status_code in (400, 404), answer.text
     assert set(answer.json()["error"]) == {"status", "code", "message", "fix"}
+
+
+def deep_tree(engine: Engine, districts: int = 10, localities: int = 9) -> None:
+    """Districts under every region and localities under every district, named in three
+    languages, as a country with thousands of localities has them."""
+    regions = [c for c in Holder(engine).current.world.tree.areas if c != "KZ"]
+    made = []
+    for region in regions:
+        for d in range(districts):
+            district = f"{region}-D{d:02d}"
+            made.append(Area(district, AreaKind.DISTRICT,
+                             {"en": f"District {district}", "ru": f"Район {district}",
+                              "kk": f"{district} ауданы"}, parent=region))
+            made += [Area(f"{district}-L{n}", AreaKind.CUSTOM,
+                          {"en": f"Village {district}-{n}", "ru": f"Село {district}-{n}",
+                           "kk": f"{district}-{n} ауылы"}, parent=district)
+                     for n in range(localities)]
+    commands.import_areas(engine, made, now=now() - timedelta(days=1), actor=ACTOR)
+
+
+def test_the_overview_stays_small_and_names_deep_areas_with_a_level(engine: Engine) -> None:
+    deep_tree(engine)
+    commands.declare(engine, [request("critical", ("KZ-75-D03-L4",))], now=now(), actor=ACTOR)
+    site = Holder(engine).current.site
+    assert len(site.world.tree) > 2000
+    page = site.render("/en/").body.decode()
+    assert "/en/areas/KZ-75-D03-L4" in page and "KZ-75-D03-L5" not in page
+    assert len(gzip.compress(site.render("/en/").body)) < 14 * 1024
+    assert 'action="/en/search"' in page
+    found = site.render("/en/search", [("q", "village kz-75-d03-")]).body.decode()
+    assert found.count("/en/areas/KZ-75-D03-L") == 9
+    none = site.render("/ru/search", [("q", "nowhere")]).body.decode()
+    assert "Ни одна территория не подходит" in none
+    region = json.loads(site.render("/api/v1/areas/KZ-75").body)
+    assert region["levels"][0]["beneath"]["where"] == ["KZ-75-D03-L4"]
+    listed = json.loads(site.render("/api/v1/levels").body)["levels"]
+    assert [x["area"] for x in listed] == ["KZ-75-D03-L4"]
+    subtree = json.loads(site.render("/api/v1/levels", [("area", "KZ-19")]).body)["levels"]
+    assert subtree == []

@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from tocsin.domain.area import AreaKind
 from tocsin.domain.declaration import Declaration, Statement, end_of, replaced_by
 from tocsin.domain.errors import unknown
+from tocsin.domain.resolve import effective_levels
 from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.text import pick
 from tocsin.domain.times import iso
@@ -244,6 +245,8 @@ class Group:
     chip: Chip
     meaning: str
     areas: list[Link]
+    more: str = ""
+    """'and 1,234 more…' when deeper areas at this level were left out."""
 
 
 @dataclass(frozen=True)
@@ -255,35 +258,104 @@ class SchemeOverview:
     groups: list[Group]
 
 
+OVERVIEW_DEPTH = 1
+"""The overview lists the country and its regions, and deeper areas only where they hold a
+level of their own (the topmost area holding it)."""
+OVERVIEW_SHOWN = 40
+"""Deeper areas listed per level at most; the search finds the others."""
+SEARCH_SHOWN = 50
+
+
 def overview_page(world: World, ctx: PageContext) -> str:
-    """Per scheme in use: its map, then every area grouped by level, highest first."""
+    """Per scheme in use: its map, then the areas grouped by level, highest first: the top
+    two levels of the tree, and deeper areas where a level starts (not inherited), at most
+    OVERVIEW_SHOWN of those per level; and a search form for every other area."""
     world = _as_known_at(world, ctx)
     t = i18n.ui(ctx.lang)
-    depth = {code: len(world.tree.ancestors(code)) for code in world.tree.order}
+    tree = world.tree
     sections = []
     for key in world.used_schemes():
         scheme = world.scheme(key)
-        by_rank: dict[int | None, list[AreaStatus]] = {}
-        for status in world.status(ctx.at, scheme=key):
-            level = status.effective.level
-            by_rank.setdefault(level.rank if level else None, []).append(status)
+        levels = (world.resolved(key) if ctx.at == world.now
+                  else effective_levels(tree, world.history(key), ctx.at))
+        by_rank: dict[int | None, tuple[list[str], list[str]]] = {}
+        depth: dict[str, int] = {}
+        for code in tree.order:
+            parent = tree.areas[code].parent
+            depth[code] = 0 if parent is None else depth[parent] + 1
+            level = levels[code].level
+            rank = level.rank if level else None
+            shallow, deep = by_rank.setdefault(rank, ([], []))
+            if depth[code] <= OVERVIEW_DEPTH:
+                shallow.append(code)
+            elif levels[code].sources and levels[code].inherited_from is None and (
+                    parent is None or levels[parent].level is not level):
+                deep.append(code)
         groups = []
         for rank in sorted(by_rank, key=lambda r: (r is None, -(r or 0))):
-            members = by_rank[rank]
-            level = members[0].effective.level
-            members.sort(key=lambda s: (depth[s.area.code],
-                                        i18n.collation_key(_name(world, s.area.code, ctx.lang),
-                                                      ctx.lang), s.area.code))
+            shallow, deep = by_rank[rank]
+            if not shallow and not deep:
+                continue
+            level = levels[(shallow or deep)[0]].level
+            members = sorted(shallow, key=lambda c: (depth[c], i18n.collation_key(
+                _name(world, c, ctx.lang), ctx.lang), c))
+            members += sorted(deep, key=lambda c: (depth[c], c))[:OVERVIEW_SHOWN]
             meaning = (pick(level.meaning, [ctx.lang, scheme.default_language]) or ""
                        if level else t["no_level_meaning"])
+            more = (t["with_level_more"].format(count=len(deep) - OVERVIEW_SHOWN)
+                    if len(deep) > OVERVIEW_SHOWN else "")
             groups.append(Group(level.key if level else "none", _chip(key, level, ctx.lang),
-                                meaning, [_area_link(world, s.area.code, ctx) for s in members]))
+                                meaning, [_area_link(world, c, ctx) for c in members], more))
         name = _scheme_name(scheme, ctx.lang)
         sections.append(SchemeOverview(key, name, urls.map_svg(key, ctx.lang) + _query(ctx),
                                        t["map_alt"].format(scheme=name), groups))
     frame = _frame(ctx, t["overview_title"], urls.overview, _page_timezone(world),
                    json=urls.api_levels())
-    return _render("overview.html", frame, schemes=sections)
+    return _render("overview.html", frame, schemes=sections, search=_search_form(ctx))
+
+
+@dataclass(frozen=True)
+class SearchForm:
+    action: str
+    label: str
+    button: str
+    query: str
+    at: str
+
+
+def _search_form(ctx: PageContext, query: str = "") -> SearchForm:
+    t = i18n.ui(ctx.lang)
+    return SearchForm(urls.search(ctx.lang), t["search_label"], t["search_button"], query,
+                      iso(ctx.at) if ctx.time_travel else "")
+
+
+def search_page(world: World, ctx: PageContext, query: str) -> str:
+    """The areas whose code or name (in any language) contains `query`, the closest first:
+    exact code, then names that start with it, then the rest; at most SEARCH_SHOWN."""
+    t = i18n.ui(ctx.lang)
+    wanted = query.strip().casefold()
+    found: list[tuple[int, int, str]] = []
+    if wanted:
+        for position, code in enumerate(world.tree.order):
+            area = world.tree.areas[code]
+            names = [n.casefold() for n in area.names.values()]
+            if code.casefold() == wanted:
+                found.append((0, position, code))
+            elif any(n.startswith(wanted) for n in names) or code.casefold().startswith(wanted):
+                found.append((1, position, code))
+            elif any(wanted in n for n in names):
+                found.append((2, position, code))
+    found.sort()
+    links = [_area_link(world, code, ctx) for _, _, code in found[:SEARCH_SHOWN]]
+    title = t["search_title"].format(query=query.strip()) if wanted else t["search_label"]
+    frame = _frame(ctx, title, urls.search, _page_timezone(world),
+                   params=[("q", query)], live=False)
+    return _render("search.html", frame, results=links, count=len(found),
+                   nothing=t["search_none"].format(query=query.strip()) if wanted and not found
+                   else "",
+                   more=t["search_more"].format(shown=SEARCH_SHOWN, count=len(found))
+                   if len(found) > SEARCH_SHOWN else "",
+                   search=_search_form(ctx, query))
 
 
 # ---------------------------------------------------------------------------- area

@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 from shapely.geometry import MultiPolygon, Polygon, shape
 
 from tocsin.domain.area import Area
+from tocsin.domain.resolve import effective_levels
 from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.text import pick
 from tocsin.render import i18n
@@ -96,15 +97,27 @@ def map_svg(world: World, scheme: str, at: datetime, lang: str) -> str:
     """
     the_scheme = world.scheme(scheme)
     languages = [lang, "en"]
-    levels = {s.area.code: s.effective.level for s in world.status(at, scheme=scheme)}
-    leaves = [a for a in world.tree if not world.tree.children(a.code)]
-    drawn = [_Drawn(a, levels[a.code],
-                    f"{_name(a, languages)} — {level_label(levels[a.code], languages)}")
-             for a in leaves]
-    if drawn and all(d.area.geometry is not None for d in drawn):
+    levels = (world.resolved(the_scheme.key) if at == world.now
+              else effective_levels(world.tree, world.history(the_scheme.key), at))
+    shaped = _deepest(world, lambda a: a.geometry is not None)
+    placed = shaped or _deepest(world, lambda a: a.grid is not None)
+    drawn = []
+    for a in placed:
+        own = levels[a.code].level
+        inside = world.beneath(the_scheme.key, a.code, at)
+        # An area is drawn in the highest colour in force in it, and its title says where.
+        shown = inside.level if inside and (own is None or inside.level.rank > own.rank) else own
+        title = f"{_name(a, languages)} — {level_label(own, languages)}"
+        if shown is not own and inside is not None:
+            title += " — " + i18n.beneath(lang if lang in i18n.UI else "en",
+                                          level_label(inside.level, languages), inside.count,
+                                          [_name(world.tree.areas[c], languages)
+                                           for c in inside.where])
+        drawn.append(_Drawn(a, shown, title))
+    if shaped:
         body, width, height = _shapes(drawn)
     else:
-        body, width, height = _tiles([d for d in drawn if d.area.grid is not None], languages)
+        body, width, height = _tiles(drawn, languages)
 
     name = pick(the_scheme.name, languages) or the_scheme.key
     heading = f"{name} — {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
@@ -123,6 +136,18 @@ def map_svg(world: World, scheme: str, at: datetime, lang: str) -> str:
         legend,
         "</svg>\n",
     ])
+
+
+def _deepest(world: World, drawable: Callable[[Area], bool]) -> list[Area]:
+    """The drawable areas with nothing drawable inside them, in tree order: the finest
+    layer the map can show (regions with tiles, or whatever carries shapes)."""
+    tree = world.tree
+    covered: set[str] = set()
+    for code in reversed(tree.order):  # children before parents
+        area = tree.areas[code]
+        if area.parent is not None and (code in covered or drawable(area)):
+            covered.add(area.parent)
+    return [a for a in tree if drawable(a) and a.code not in covered]
 
 
 def _name(area: Area, languages: Sequence[str]) -> str:

@@ -45,6 +45,10 @@ def history(lang: str | None) -> str:
     return f"{_prefix(lang)}/history"
 
 
+def search(lang: str | None) -> str:
+    return f"{_prefix(lang)}/search"
+
+
 def map_svg(scheme: str, lang: str | None = None) -> str:
     return f"{_prefix(lang)}/map/{_seg(scheme)}.svg"
 

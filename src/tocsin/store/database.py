@@ -104,9 +104,14 @@ def queueing(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
-    """A read-only transaction: one consistent view."""
-    with engine.connect() as connection, connection.begin():
-        yield connection
+    """A read-only transaction: one consistent view (REPEATABLE READ on PostgreSQL, so that
+    every statement of a snapshot build sees the same committed state; SQLite's read
+    transaction in WAL mode is a snapshot already)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
 
 
 @contextmanager

@@ -47,7 +47,7 @@ MAX_AGE = 60
 
 def is_negotiated(path: str) -> bool:
     """Unprefixed page paths answer in the reader's language."""
-    return path in ("/", "/history") or path.startswith(NEGOTIATED)
+    return path in ("/", "/history", "/search") or path.startswith(NEGOTIATED)
 
 
 class TocsinApp:

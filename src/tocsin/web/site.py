@@ -37,6 +37,7 @@ LEVELS_CSS = "/levels.css"
 PAGE_PARAMS = {"at": ParamKind.INSTANT}
 HISTORY_PAGE_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
                        "from": ParamKind.DAY, "to": ParamKind.DAY}
+SEARCH_PAGE_PARAMS = {**PAGE_PARAMS, "q": ParamKind.TEXT}
 CACHE_LIMIT = 50_000
 """Documents without a query kept per process, least recently used first out."""
 CACHE_BYTES = 512 * 1024 * 1024
@@ -381,7 +382,7 @@ class Site:
 
     def _page(self, path: str, segments: list[str], params: Params, lang: str) -> Document:
         world = self.world
-        kinds = HISTORY_PAGE_PARAMS if segments == ["history"] else PAGE_PARAMS
+        kinds = _page_params(segments)
         # Pages ignore parameters they do not know (trackers add them); the known are strict.
         known = [(k, v) for k, v in params if k in kinds]
         at, parsed = self._at(known, kinds)
@@ -397,6 +398,9 @@ class Site:
                 render = lambda: pages.area_page(world, code, ctx, push=self.push)  # noqa: E731
             case ["declarations", declaration_id]:
                 render = lambda: pages.declaration_page(world, declaration_id, ctx)  # noqa: E731
+            case ["search"]:
+                render = lambda: pages.search_page(  # noqa: E731
+                    world, ctx, str(parsed.get("q", "")))
             case ["history"]:
                 render = lambda: pages.history_page(  # noqa: E731
                     world, ctx, area=parsed.get("area"), scheme=parsed.get("scheme"),
@@ -501,6 +505,11 @@ class Site:
         return self.cap_loader([name]).get(name)
 
 
+def _page_params(segments: list[str]) -> dict[str, ParamKind]:
+    return {"history": HISTORY_PAGE_PARAMS, "search": SEARCH_PAGE_PARAMS}.get(
+        "/".join(segments), PAGE_PARAMS)
+
+
 def normalise(path: str, params: Params) -> Key:
     """The cache key of a request: pages, feeds and CAP files keep only the parameters they
     read (trackers add others), sorted; the API keeps everything, as it refuses what it does
@@ -518,7 +527,7 @@ def normalise(path: str, params: Params) -> Key:
         segments = [s for s in base.split("/") if s]
         if segments and segments[0] in urls.PAGE_LANGUAGES:
             segments = segments[1:]
-        allowed = ("lang", *(HISTORY_PAGE_PARAMS if segments == ["history"] else PAGE_PARAMS))
+        allowed = ("lang", *_page_params(segments))
     return path, tuple(sorted((k, v) for k, v in params if k in allowed))
 
 
