@@ -11,12 +11,14 @@ from sqlalchemy import Engine
 
 from tocsin import settings
 from tocsin.notify.worker import Worker
+from tocsin.web.websub import StoreFeeds
 
 
 @contextmanager
 def delivering(engine: Engine, config: settings.Settings | None = None) -> Iterator[Worker]:
-    """Run a worker (`tocsin worker`'s loop) until the block ends."""
-    worker = Worker(engine, config or settings.read())
+    """Run a worker (`tocsin worker`'s loop, with the WebSub feeds) until the block ends."""
+    config = config or settings.read()
+    worker = Worker(engine, config, feeds=StoreFeeds(engine, config))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(stop),),

@@ -12,14 +12,7 @@ from shapely.geometry import Polygon
 from tests.conftest import CORPUS
 from tests.helpers import utc
 
-from tocsin.demo import kazakhstan_areas_file
-from tocsin.domain.area import Area, AreaKind, AreaTree
-from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement, publish_as
-from tocsin.domain.errors import InvalidInput, NotFound
-from tocsin.domain.scheme import Scheme
-from tocsin.ingest.areas import GeoJSONMapping, read_areas_csv, read_areas_geojson
-from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
-from tocsin.render.cap import (
+from tocsin.cap.alert import (
     CAP_NS,
     MAX_RING_POINTS,
     MsgType,
@@ -27,6 +20,13 @@ from tocsin.render.cap import (
     cap_alert,
     identifier_of,
 )
+from tocsin.demo import kazakhstan_areas_file
+from tocsin.domain.area import Area, AreaKind, AreaTree
+from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement, publish_as
+from tocsin.domain.errors import InvalidInput, NotFound
+from tocsin.domain.scheme import Scheme
+from tocsin.ingest.areas import GeoJSONMapping, read_areas_csv, read_areas_geojson
+from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
 
 CAP_XSD = CORPUS / "cap" / "schema" / "CAP-v1.2.xsd"
 KZ_GEOJSON = CORPUS / "geo" / "kz_admin1_20_regions.geojson"

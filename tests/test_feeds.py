@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from tocsin import settings
 from tocsin.cap import xml as capxml
+from tocsin.cap.alert import CAP_NS, cap_time
 from tocsin.cap.check import check
 from tocsin.cli.main import app as cli_app
 from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
 from tocsin.domain.errors import NotFound
 from tocsin.render import feeds, urls
-from tocsin.render.cap import CAP_NS, cap_time
 from tocsin.service import commands
 from tocsin.web.app import create_app
 from tocsin.web.site import Site

@@ -21,11 +21,12 @@ from tocsin.domain.notify import (
     LEVELS_CHANGED,
     TERM_ENDING,
     Channel,
+    Job,
+    Links,
     Outcome,
     Subscription,
     SubscriptionStatus,
 )
-from tocsin.notify.jobs import Job, Links
 from tocsin.notify.mail import MailSender, SmtpConfig, parse_smtp_url
 from tocsin.render.mail import TEXTS
 

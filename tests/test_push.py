@@ -16,9 +16,16 @@ from tests.push_service import Browser, PushService, VapidRefused, running_push_
 from tests.web_server import free_port
 
 from tocsin.domain.errors import InvalidInput
-from tocsin.domain.notify import CONFIRM, LEVELS_CHANGED, Channel, Outcome, Subscription
+from tocsin.domain.notify import (
+    CONFIRM,
+    LEVELS_CHANGED,
+    Channel,
+    Job,
+    Links,
+    Outcome,
+    Subscription,
+)
 from tocsin.domain.notify import SubscriptionStatus as Status
-from tocsin.notify.jobs import Job, Links
 from tocsin.notify.push import WORDS, PushSender
 from tocsin.service.keys import KeyUnusable, VapidKey, vapid_key
 

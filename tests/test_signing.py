@@ -21,6 +21,7 @@ from tests.test_cap import SENDER, declare
 from typer.testing import CliRunner
 
 from tocsin import settings
+from tocsin.cap.alert import MsgType, cap_alert
 from tocsin.cap.sign import CapSigner, SigningError, verify_cap
 from tocsin.cap.sign import sign_cap as sign_cap_at
 from tocsin.cli.main import app
@@ -30,7 +31,6 @@ from tocsin.domain.errors import InvalidInput
 from tocsin.domain.scheme import Scheme
 from tocsin.ingest.areas import read_areas_csv
 from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
-from tocsin.render.cap import MsgType, cap_alert
 from tocsin.service import keys
 
 CAP = CORPUS / "cap"

@@ -17,7 +17,7 @@ from tocsin.cli.demo import run_demo
 from tocsin.cli.export import app as export_app
 from tocsin.cli.ingest import ingest
 from tocsin.cli.keys import app as keys_app
-from tocsin.cli.notify import deliveries_app, subscriptions_app, worker
+from tocsin.cli.notify import deliveries_app, serve_worker, subscriptions_app, worker
 from tocsin.cli.people import tokens_app, users_app
 from tocsin.cli.schemes import app as schemes_app
 from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
@@ -342,7 +342,8 @@ def serve(
     A notification worker runs beside the server unless --no-worker."""
     with ctx.refusals():
         check_current(ctx.engine())
-        serve_http(ctx.engine(), host=host, port=port, workers=workers, worker=not no_worker)
+        serve_http(ctx.engine(), host=host, port=port, workers=workers,
+                   notifier=None if no_worker else serve_worker)
 
 
 app.command("worker")(worker)
@@ -362,7 +363,7 @@ def demo(
     with ctx.refusals():
         engine = run_demo(directory)
         if not no_serve:
-            serve_http(engine, host="127.0.0.1", port=port, workers=1, worker=True)
+            serve_http(engine, host="127.0.0.1", port=port, workers=1, notifier=serve_worker)
 
 
 def run() -> None:

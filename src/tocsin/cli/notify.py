@@ -18,13 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Engine
 
+from tocsin import settings
 from tocsin.cli import context as ctx
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.notify import Channel, DeliveryStatus, Subscription, SubscriptionStatus
 from tocsin.domain.times import iso
 from tocsin.notify.worker import Tuning, run_forever
 from tocsin.service import deliveries, subscriptions
-from tocsin.store.database import check_current
+from tocsin.store.database import check_current, connect
+from tocsin.web.websub import StoreFeeds
 
 subscriptions_app = typer.Typer(
     help="Subscriptions: webhooks and e-mail addresses that hear the level changes of areas.",
@@ -333,8 +335,21 @@ def worker(
                       "(Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):  # before the worker's own handler is set
         run_forever(engine, config, Tuning(batch=batch, concurrency=concurrency,
-                                           per_endpoint=per_endpoint))
+                                           per_endpoint=per_endpoint),
+                    feeds=StoreFeeds(engine, config))
     ctx.console.print("tocsin worker stopped")
+
+
+def serve_worker(url: str, parent: int | None) -> None:
+    """The notification worker beside `tocsin serve`, in a process of its own: settings from
+    the environment (which the server set), its own engine on `url`; runs until SIGTERM or
+    SIGINT, or until `parent` is gone."""
+    engine = connect(url)
+    try:
+        config = settings.read()
+        run_forever(engine, config, feeds=StoreFeeds(engine, config), parent=parent)
+    finally:
+        engine.dispose()
 
 
 # --- shared ----------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from tocsin.domain.errors import InvalidInput
-from tocsin.domain.notify import CONFIRM, LEVELS_CHANGED, TERM_ENDING, Outcome
-from tocsin.notify.jobs import Job
+from tocsin.domain.notify import CONFIRM, LEVELS_CHANGED, TERM_ENDING, Job, Outcome
 from tocsin.render.mail import confirm_mail, level_mail, reminder_mail
 
 Tls = Literal["none", "starttls", "tls"]

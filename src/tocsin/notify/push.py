@@ -22,8 +22,7 @@ from py_vapid import Vapid02, VapidException  # type: ignore[import-untyped]
 from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped]
 
 from tocsin.domain.errors import InvalidInput
-from tocsin.domain.notify import LEVELS_CHANGED, Outcome
-from tocsin.notify.jobs import Job
+from tocsin.domain.notify import LEVELS_CHANGED, Job, Outcome
 from tocsin.service.keys import VapidKey
 
 MAX_PLAINTEXT = 3993

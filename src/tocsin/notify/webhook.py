@@ -22,9 +22,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tocsin.domain.notify import Outcome
+from tocsin.domain.notify import Job, Outcome
 from tocsin.notify import signing
-from tocsin.notify.jobs import Job
 from tocsin.service.targets import PRIVATE_FIX, is_public
 
 USER_AGENT = "tocsin-webhooks/1"

@@ -2,10 +2,12 @@
 and makes the deliveries through their channels.
 
 Any number of workers may run against one PostgreSQL database (`tocsin worker`); on one
-machine `tocsin serve` runs one beside the web server. A worker wakes on PostgreSQL NOTIFY
-(or polls SQLite), claims due deliveries in batches with a lease, sends them concurrently,
-and records every attempt. Killed at any instant, it loses nothing: its leases run out and
-another worker (or itself, restarted) takes them again.
+machine `tocsin serve` runs one beside the web server. A worker sleeps until the store changes
+or some delivery falls due (tocsin.store.changes), claims due deliveries in batches with a
+lease, sends them concurrently, and records every attempt. Told to stop (SIGTERM, or its
+parent gone), it claims nothing more, gives the attempts in flight STOP_GRACE seconds, and
+records the rest as interrupted, so that they are sent again. Killed at any instant, it loses
+nothing: its leases run out and another worker (or itself, restarted) takes them again.
 """
 
 from __future__ import annotations
@@ -16,38 +18,50 @@ import logging
 import os
 import random
 import secrets
+import signal
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 
 from tocsin import settings
 from tocsin.domain import notify
-from tocsin.domain.notify import Channel, Outcome, Subscription, SubscriptionStatus
+from tocsin.domain.notify import Channel, Job, Links, Outcome, Subscription, SubscriptionStatus
 from tocsin.domain.resolve import effective_levels
 from tocsin.domain.text import pick
-from tocsin.notify.jobs import Job, Links, Sender
 from tocsin.notify.webhook import WebhookSender
-from tocsin.notify.websub import WebSubSender
+from tocsin.notify.websub import FeedSource, WebSubSender
 from tocsin.render import urls
 from tocsin.service import deliveries, keys, levels, subscriptions
 from tocsin.service.deliveries import Claimed, Result
 from tocsin.service.queries import World, world_of
+from tocsin.store import changes as store_changes
 from tocsin.store import tables as t
 from tocsin.store.database import reading
-from tocsin.store.listen import NOTIFY_CHANNEL, listen
 
 log = logging.getLogger("tocsin.notify")
-SQLITE_POLL = 0.05
-"""Seconds between checks for work on SQLite (a cheap read, no write lock)."""
-PG_POLL = 1.0
-"""On PostgreSQL NOTIFY wakes the worker at once; it still looks this often."""
+IDLE_LOOK = 5.0
+"""The longest sleep of an idle worker. A change to the store (a new event, a replay) or the
+next due delivery wakes it sooner; this only bounds the cost of a lost signal."""
+STOP_GRACE = 1.0
+"""Seconds a stopping worker gives the attempts in flight before it cancels them."""
+INTERRUPTED = "interrupted: the worker stopped before an answer came"
+PARENT_LOOK = 1.0
+"""Seconds between looks at whether the process that started this worker is still there
+(where the kernel cannot tell it, see run_forever)."""
+
+
+class Sender(Protocol):
+    """A channel: makes one attempt at a delivery and says what came of it."""
+
+    async def send(self, job: Job) -> Outcome: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -70,19 +84,22 @@ class Tuning:
     lease: timedelta = field(default_factory=lambda: deliveries.LEASE)
 
 
-def make_senders(engine: Engine, config: settings.Settings, tuning: Tuning
-                 ) -> dict[Channel, Sender]:
-    """The channels this configuration can use: webhooks and WebSub always; e-mail when an
-    SMTP server is set; browser push when a VAPID key exists."""
+def make_senders(engine: Engine, config: settings.Settings, tuning: Tuning,
+                 feeds: FeedSource | None = None) -> dict[Channel, Sender]:
+    """The channels this configuration can use: webhooks always; WebSub with the feeds to
+    push (`feeds`); e-mail when an SMTP server is set; browser push when a VAPID key
+    exists."""
     folder = Path(config.keys_dir)
     signer = keys.document_signer(folder)
     out: dict[Channel, Sender] = {
         Channel.WEBHOOK: WebhookSender(key=signer.private_key if signer else None,
                                        allow_private=config.allow_private_targets,
                                        per_endpoint=tuning.per_endpoint,
-                                       timeout=tuning.timeout),
-        Channel.WEBSUB: WebSubSender(engine, config, per_endpoint=tuning.per_endpoint,
-                                     timeout=tuning.timeout)}
+                                       timeout=tuning.timeout)}
+    if feeds is not None:
+        out[Channel.WEBSUB] = WebSubSender(engine, config, feeds,
+                                           per_endpoint=tuning.per_endpoint,
+                                           timeout=tuning.timeout)
     if config.smtp_url:
         from tocsin.notify.mail import MailSender, parse_smtp_url
         out[Channel.EMAIL] = MailSender(parse_smtp_url(config.smtp_url, config.mail_from),
@@ -97,13 +114,13 @@ def make_senders(engine: Engine, config: settings.Settings, tuning: Tuning
 class Worker:
     def __init__(self, engine: Engine, config: settings.Settings, *,
                  senders: Mapping[Channel, Sender] | None = None, tuning: Tuning | None = None,
-                 name: str | None = None,
+                 feeds: FeedSource | None = None, name: str | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.engine = engine
         self.config = config
         self.tuning = tuning or Tuning()
-        self.senders = dict(senders) if senders is not None else make_senders(engine, config,
-                                                                               self.tuning)
+        self.senders = dict(senders) if senders is not None else make_senders(
+            engine, config, self.tuning, feeds)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.clock = clock
         self._rng = random.Random()
@@ -113,36 +130,33 @@ class Worker:
         self._heard_cache: dict[tuple[int, str, tuple[str, ...], tuple[str, ...]],
                                 list[dict[str, Any]]] = {}
         self._running = False
+        self._stop = asyncio.Event()
+        """Set when the worker should stop: no more claims, attempts get STOP_GRACE."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set."""
+        """Work until `stop` is set; then finish or give back what is in hand, and return."""
         self._running = True
-        woken = asyncio.Event()
-        stopping = threading.Event()
-        if self.engine.dialect.name == "postgresql":
-            threading.Thread(target=listen, daemon=True, args=(
-                self.engine, NOTIFY_CHANNEL, asyncio.get_running_loop(), woken,
-                stopping)).start()
-        poll = PG_POLL if self.engine.dialect.name == "postgresql" else SQLITE_POLL
+        self._stop = stop
+        changes = store_changes.watch(self.engine)  # before the first round: nothing missed
         log.info("notification worker %s started", self.name)
         try:
             while not stop.is_set():
                 try:
                     busy = await self._round()
-                    wait = 0.0 if busy else await asyncio.to_thread(self._idle_wait, poll)
+                    wait = 0.0 if busy else await asyncio.to_thread(self._idle_wait,
+                                                                    IDLE_LOOK)
                 except Exception:  # e.g. the database is restarting: keep trying
                     log.exception("the notification worker's round failed; retrying")
                     busy, wait = 0, 1.0
-                if busy:
+                if busy or stop.is_set():
                     continue
-                waiters = [asyncio.ensure_future(woken.wait()),
+                waiters = [asyncio.ensure_future(changes.wait(wait)),
                            asyncio.ensure_future(stop.wait())]
-                await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
-                woken.clear()
         finally:
-            stopping.set()
+            changes.close()
             self._running = False
             for sender in self.senders.values():
                 await sender.close()
@@ -173,8 +187,9 @@ class Worker:
     async def _fan_out(self, now: datetime) -> int:
         steps = 0
         chunk = self.tuning.first_chunk
-        while await asyncio.to_thread(deliveries.fan_out_step, self.engine, now,
-                                      chunk=chunk) is not None:
+        # Each chunk commits on its own: a stopping worker leaves the rest to the next round.
+        while not self._stop.is_set() and await asyncio.to_thread(
+                deliveries.fan_out_step, self.engine, now, chunk=chunk) is not None:
             steps += 1
             chunk = self.tuning.chunk
         return steps
@@ -190,7 +205,7 @@ class Worker:
     async def _lane(self, fanning: asyncio.Future[int]) -> int:
         handled = 0
         limit = self.tuning.first_batch  # small at first: the first deliveries leave sooner
-        while True:
+        while not self._stop.is_set():
             claimed = await asyncio.to_thread(
                 deliveries.claim, self.engine, self.clock(), worker=self.name,
                 limit=limit, lease=self.tuning.lease)
@@ -205,9 +220,32 @@ class Worker:
                 await asyncio.to_thread(deliveries.drop, self.engine,
                                         [i for i, why in skipped.items() if why == detail],
                                         detail=detail)
-            results = await asyncio.gather(*(self._attempt(job) for job in jobs))
+            results = await self._attempt_all(jobs)
             await self._record(results)
             handled += len(claimed)
+        return handled
+
+    async def _attempt_all(self, jobs: list[Job]) -> list[Result]:
+        """Every job's attempt; once the worker is told to stop, those still in flight after
+        STOP_GRACE are cancelled and come back as interrupted (to be sent again)."""
+        tasks = [asyncio.ensure_future(self._attempt(job)) for job in jobs]
+        if not tasks:
+            return []
+        everything = asyncio.gather(*tasks)
+        halt = asyncio.ensure_future(self._halted())
+        first: list[asyncio.Future[Any]] = [everything, halt]
+        try:
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.cancel()
+        if not everything.done():
+            for task in tasks:
+                task.cancel()
+        return await everything
+
+    async def _halted(self) -> None:
+        await self._stop.wait()
+        await asyncio.sleep(STOP_GRACE)
 
     async def _record(self, results: list[Result]) -> None:
         """Record the attempts; while the database is away, keep trying for as long as the
@@ -233,13 +271,15 @@ class Worker:
         if sender is None:
             outcome = Outcome(False, f"the {job.channel.value} channel is not configured here")
         else:
-            async with self._limit:
-                try:
+            try:
+                async with self._limit:
                     outcome = await sender.send(job)
-                except Exception as error:  # a channel's bug must not stop the others
-                    log.exception("the %s channel failed on delivery %s", job.channel.value,
-                                  job.delivery_id)
-                    outcome = Outcome(False, f"internal error: {type(error).__name__}")
+            except asyncio.CancelledError:  # only _attempt_all cancels an attempt: stopping
+                outcome = Outcome(False, INTERRUPTED)
+            except Exception as error:  # a channel's bug must not stop the others
+                log.exception("the %s channel failed on delivery %s", job.channel.value,
+                              job.delivery_id)
+                outcome = Outcome(False, f"internal error: {type(error).__name__}")
         took = int((time.perf_counter() - started) * 1000)
         return Result(job.delivery_id, outcome, self.clock(), took)
 
@@ -377,16 +417,30 @@ def describe(world: World, change: Mapping[str, Any], language: str, site: str,
     }
 
 
-def run_forever(engine: Engine, config: settings.Settings, tuning: Tuning | None = None
-                ) -> None:
-    """`tocsin worker`: run until interrupted."""
+def run_forever(engine: Engine, config: settings.Settings, tuning: Tuning | None = None, *,
+                feeds: FeedSource | None = None, parent: int | None = None) -> None:
+    """Run a worker until SIGINT or SIGTERM (`tocsin worker`, and the worker of `tocsin
+    serve`); with `parent`, also until that process is gone (this process's parent changes),
+    for systems where the kernel cannot signal it (Linux can: PR_SET_PDEATHSIG)."""
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        import signal
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await Worker(engine, config, tuning=tuning).run(stop)
+        watching = asyncio.ensure_future(_until_orphaned(parent, stop)) if parent else None
+        try:
+            await Worker(engine, config, tuning=tuning, feeds=feeds).run(stop)
+        finally:
+            if watching is not None:
+                watching.cancel()
 
     asyncio.run(main())
+
+
+async def _until_orphaned(parent: int, stop: asyncio.Event) -> None:
+    """Set `stop` once `parent` is no longer this process's parent."""
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_LOOK)
+    log.warning("the process that started this worker (%d) is gone; stopping", parent)
+    stop.set()

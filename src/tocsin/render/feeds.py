@@ -1,17 +1,18 @@
-"""CAP messages in their Update/Cancel chains, and the Atom and RSS feeds of current alerts.
+"""The Atom and RSS feeds of current alerts, and the CAP messages they link to.
 
-Pure functions of a World: the CAP 1.2 message of every published declaration (an Alert, or
-an Update that references every earlier message it replaces), the Cancel of every cancelled
-one, and CAP-in-Atom / RSS 2.0 feeds in the convention of NWS, IPAWS and Google Public
-Alerts: one entry per current alert, linking to its CAP file, with CAP's summary fields in
-the CAP namespace. Same input, same bytes: no clock, and feed times come from the caller.
+Pure functions of a World: CAP-in-Atom / RSS 2.0 feeds in the convention of NWS, IPAWS and
+Google Public Alerts: one entry per current alert, linking to its CAP file, with CAP's summary
+fields in the CAP namespace. The CAP messages themselves (an Alert, or an Update that
+references every earlier message it replaces, and the Cancel of every cancelled one) are made
+in tocsin.cap.messages, which publishing uses too; they are named here as the renderers know
+them. Same input, same bytes: no clock, and feed times come from the caller.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -19,12 +20,18 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from tocsin.cap.alert import CAP_NS, MsgType, cap_time
+from tocsin.cap.messages import Publication as Publication
+from tocsin.cap.messages import cancel_identifier as cancel_identifier
+from tocsin.cap.messages import cap_cancel_message as cap_cancel_message
+from tocsin.cap.messages import cap_identifier as cap_identifier
+from tocsin.cap.messages import cap_message as cap_message
+from tocsin.cap.messages import message_type as message_type
+from tocsin.cap.messages import sender_of, sent_of
 from tocsin.domain.declaration import Declaration, Statement
-from tocsin.domain.errors import NotFound, unknown
 from tocsin.domain.scheme import Scheme
 from tocsin.domain.text import pick
 from tocsin.render import i18n, urls
-from tocsin.render.cap import CAP_NS, MsgType, Reference, cap_alert, cap_time, identifier_of
 from tocsin.service.queries import World
 
 CAP_TYPE = "application/cap+xml"
@@ -37,7 +44,6 @@ MAX_FEED_BYTES = 100_000
 """Feed readers and hubs refuse or cut big feeds; past this only the newest entries stay."""
 SUMMARY_MAX = 500
 """Characters of a summary; the CAP file and the page carry the whole text."""
-ALL_HINT = "find published ids with 'tocsin history AREA' or at /api/v1/declarations"
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _IRI_SAFE = "-._~:/@!$'()*+;="
 """Kept as they are in an entry id; '?', '#' and '%' would change what the IRI means."""
@@ -54,104 +60,6 @@ FEED_TEXTS = {
            "newest": "{total} қолданыстағы ескертудің ең соңғы {n}; барлығы: {all}"},
 }
 """A feed's own words per page language (English for any other)."""
-
-
-@dataclass(frozen=True)
-class Publication:
-    """Where and as whom a snapshot publishes: the site's absolute address (no trailing
-    slash) and the CAP sender of declarations published before senders were recorded."""
-
-    public_url: str
-    default_sender: str
-
-    def absolute(self, path: str) -> str:
-        return self.public_url + path
-
-
-# ---------------------------------------------------------------------------- CAP messages
-
-def sender_of(declaration: Declaration, publication: Publication) -> str:
-    """The CAP <sender> of a declaration: fixed at publication, else the configured one."""
-    return declaration.cap_sender or publication.default_sender
-
-
-def sent_of(declaration: Declaration) -> datetime:
-    """When its Alert or Update was sent: its publication."""
-    return declaration.published_at or declaration.created_at
-
-
-def cap_identifier(declaration: Declaration, publication: Publication) -> str:
-    return identifier_of(sender_of(declaration, publication), declaration.id)
-
-
-def earlier_messages(world: World, declaration: Declaration,
-                     publication: Publication) -> list[Reference]:
-    """Every message a declaration's Update supersedes: the declarations it replaces, and
-    theirs, transitively, oldest first. Empty for a declaration that replaces nothing."""
-    seen: dict[str, Declaration] = {}
-    queue = list(declaration.replaces)
-    while queue:
-        old_id = queue.pop()
-        old = world.declarations.get(old_id)
-        if old is None or old_id in seen or not old.is_published:
-            continue
-        seen[old_id] = old
-        queue.extend(old.replaces)
-    chain = sorted(seen.values(), key=lambda d: (sent_of(d), d.id))
-    return [Reference(sender_of(d, publication), cap_identifier(d, publication), sent_of(d))
-            for d in chain]
-
-
-def message_type(world: World, declaration: Declaration, publication: Publication) -> MsgType:
-    """Update when it replaces earlier messages, else Alert."""
-    return MsgType.UPDATE if earlier_messages(world, declaration, publication) else MsgType.ALERT
-
-
-def cap_message(world: World, declaration_id: str, publication: Publication) -> bytes:
-    """The CAP Alert (or Update) of a published declaration, as /cap/ID.xml serves it.
-
-    NotFound (with close matches) for an id that names no published declaration.
-    """
-    declaration = _published(world, declaration_id)
-    references = earlier_messages(world, declaration, publication)
-    return cap_alert(declaration, scheme=world.scheme(declaration.scheme), tree=world.tree,
-                     sender=sender_of(declaration, publication), sent=sent_of(declaration),
-                     msg_type=MsgType.UPDATE if references else MsgType.ALERT,
-                     references=references,
-                     permalink=publication.absolute(urls.declaration(None, declaration.id)))
-
-
-def cap_cancel_message(world: World, declaration_id: str, publication: Publication) -> bytes:
-    """The CAP Cancel of a cancelled declaration: it references the declaration's own
-    message, is sent at the cancellation and carries the reason as its note.
-
-    NotFound for an unknown id, or one that was not cancelled.
-    """
-    declaration = _published(world, declaration_id)
-    cancellation = declaration.cancellation
-    if cancellation is None:
-        raise NotFound(f"declaration {declaration_id!r} was not cancelled",
-                       f"its alert is at {urls.cap(declaration_id)}")
-    sender = sender_of(declaration, publication)
-    own = Reference(sender, identifier_of(sender, declaration.id), sent_of(declaration))
-    # cap_alert derives <identifier> from the declaration's id; the Cancel is its own message.
-    message = replace(declaration, id=f"{declaration.id}-cancel")
-    return cap_alert(message, scheme=world.scheme(declaration.scheme), tree=world.tree,
-                     sender=sender, sent=cancellation.at, msg_type=MsgType.CANCEL,
-                     references=[own], note=cancellation.reason,
-                     permalink=publication.absolute(urls.declaration(None, declaration.id)))
-
-
-def cancel_identifier(declaration: Declaration, publication: Publication) -> str:
-    return identifier_of(sender_of(declaration, publication), f"{declaration.id}-cancel")
-
-
-def _published(world: World, declaration_id: str) -> Declaration:
-    declaration = world.declarations.get(declaration_id)
-    if declaration is None or not declaration.is_published:
-        published = [k for k, d in world.declarations.items() if d.is_published]
-        raise unknown("declaration", declaration_id, published, ALL_HINT)
-    return declaration
 
 
 # ---------------------------------------------------------------------------- what is current

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from tocsin.notify.jobs import Job
+from tocsin.domain.notify import Job
 from tocsin.render import i18n
 from tocsin.render.colour import text_colour_on
 

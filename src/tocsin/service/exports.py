@@ -5,17 +5,18 @@ time are fixed for good."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from sqlalchemy import Connection, insert, select
 
 from tocsin import settings
+from tocsin.cap import messages
 from tocsin.cap.check import check
 from tocsin.cap.sign import sign_cap
 from tocsin.cap.xml import parse
 from tocsin.domain.declaration import Declaration, Status
 from tocsin.domain.errors import InvalidInput
-from tocsin.render import feeds
 from tocsin.service import keys
 from tocsin.service.change import Change
 from tocsin.service.queries import World
@@ -35,11 +36,11 @@ def record_cap(unit: Change, declaration: Declaration, *, cancel: bool = False) 
     keys.document_signer(folder)  # a broken document key stops publication here too
     signer = keys.cap_signer(folder)
     world = _chain(unit.conn, declaration)
-    publication = feeds.Publication(config.public_url, config.cap_sender)
+    publication = messages.Publication(config.public_url, config.cap_sender)
     if cancel:
-        body = feeds.cap_cancel_message(world, declaration.id, publication)
+        body = messages.cap_cancel_message(world, declaration.id, publication)
     else:
-        body = feeds.cap_message(world, declaration.id, publication)
+        body = messages.cap_message(world, declaration.id, publication)
     errors = [f for f in check(parse(body, f"the CAP message of {declaration.id}"))
               if f.severity == "error"]
     if errors:  # never publish what a receiver would refuse
@@ -67,7 +68,13 @@ def _chain(conn: Connection, declaration: Declaration) -> World:
     return World(records.load_tree(conn), records.load_schemes(conn), found)
 
 
-def load_documents(conn: Connection) -> dict[str, bytes]:
-    """Every stored CAP message by name (`ID` or `ID-cancel`)."""
-    rows = conn.execute(select(t.cap_documents.c.name, t.cap_documents.c.document))
-    return {row.name: row.document.encode("utf-8") for row in rows}
+CapLoader = Callable[[Iterable[str]], dict[str, bytes]]
+"""Reads stored CAP messages by name, for a read model that keeps none in memory."""
+
+
+def load_documents(conn: Connection, names: Sequence[str] | None = None) -> dict[str, bytes]:
+    """The stored CAP messages by name (`ID` or `ID-cancel`): these, or every one."""
+    query = select(t.cap_documents.c.name, t.cap_documents.c.document)
+    if names is not None:
+        query = query.where(t.cap_documents.c.name.in_(list(names)))
+    return {row.name: row.document.encode("utf-8") for row in conn.execute(query)}

@@ -3,7 +3,8 @@ version of a feed is pushed to them, signed with their secret when they gave one
 
 Topics are the feeds' public URLs (TOCSIN_PUBLIC_URL + /feeds/…). The server verifies intent;
 pushes go through the notification workers' delivery queue (tocsin.notify.websub), with
-retries, like every other delivery.
+retries, like every other delivery; `StoreFeeds` gives the workers the feeds' bytes as the
+servers render them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -25,11 +27,17 @@ from starlette.responses import Response
 
 from tocsin import settings
 from tocsin.domain.errors import InvalidInput, TocsinError
+from tocsin.render import urls
 from tocsin.render.errors import Refusal
 from tocsin.service import targets, websub
+from tocsin.store import records
+from tocsin.store.database import reading
+from tocsin.web import snapshot as snapshots
 from tocsin.web.authority import error_response, read_body
+from tocsin.web.documents import Document
+from tocsin.web.snapshot import Snapshot
 
-HUB_PATH = "/websub"
+HUB_PATH = urls.WEBSUB_HUB
 FEEDS = "/feeds/"
 TIMEOUT = 10.0
 MAX_SECRET = 199
@@ -139,3 +147,35 @@ class Hub:
         etag = self.holder.current.site.render(path).etag
         await self._run(websub.activate, self.engine, topic, callback, secret,
                         websub.lease_for(lease_seconds), now=now(), etag=etag)
+
+
+class StoreFeeds:
+    """The feeds as the servers render them, for the workers' WebSub pushes: from a snapshot
+    of the store, made again when the store has moved since. Thread-safe."""
+
+    def __init__(self, engine: Engine, config: settings.Settings) -> None:
+        self._engine = engine
+        self._config = config
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def feed(self, topic: str) -> Document | None:
+        """The feed at the absolute URL `topic` (its ?lang= honoured as the servers do), or
+        None when this site has no feed there."""
+        site = self._config.public_url
+        if not topic.startswith(site + FEEDS):
+            return None
+        path, _, query = topic[len(site):].partition("?")
+        try:
+            return self._current().site.render(path, parse_qsl(query, keep_blank_values=True))
+        except TocsinError:
+            return None
+
+    def _current(self) -> Snapshot:
+        with self._lock:
+            with reading(self._engine) as conn:
+                version = int(records.read_state(conn).version)
+            if self._snapshot is None or self._snapshot.version != version:
+                self._snapshot = snapshots.build(self._engine, prerender=False,
+                                                 config=self._config)
+            return self._snapshot
