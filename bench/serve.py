@@ -8,9 +8,12 @@ its temporary folder is removed (unless --keep):
    when they are not; it never installs anything);
 2. replays the demo into a fresh SQLite database in a temporary folder (`tocsin demo --dir D
    --no-serve`) and writes the static mirror of it (`tocsin publish --to MIRROR`);
-3. starts `tocsin serve --workers 1` and nginx (`worker_processes 1`, generated config, root
-   MIRROR) and checks that both send the same body for every measured path;
-4. loads each server in turn with wrk (same -t/-c/-d) on each path, (a) plain GET -> 200 and
+3. starts `tocsin serve --workers 1 --no-worker` and nginx (`worker_processes 1`, generated
+   config, root MIRROR), both pinned to core 1 with taskset, and checks that both send the
+   same body for every measured path (nginx has no notification worker, so tocsin runs
+   without its own: each server is one process serving, on the same core);
+4. loads each server in turn with wrk pinned to core 0 (same -t/-c/-d; this script, the CLI
+   and the in-process writes run on core 0 too) on each path, (a) plain GET -> 200 and
    (b) GET with `If-None-Match: <that server's own ETag>` -> 304, twice, alternating which
    server goes first; prints requests/s of both and the median ratio tocsin/nginx against the
    target (>= 0.5x);
@@ -21,7 +24,8 @@ its temporary folder is removed (unless --keep):
    polling every 2 ms on a keep-alive connection (target p50 < 50 ms), and until the live event
    (`/events`, what open pages listen to) announces it; each change waits for the previous
    one's live event, so every change is measured on a server that has finished rebuilding;
-6. prints the machine, and a summary block of key=value lines.
+6. prints the machine and how it was run (the pinning), and a summary block of key=value
+   lines. On a machine without taskset or with one core nothing is pinned, and it says so.
 
 Exit code 0 when the run completed (the targets are reported, not enforced), 1 when a check
 failed (different bodies, no 304, wrong answers under load, a level that never showed), 2 when
@@ -73,6 +77,7 @@ LATENCY_TARGET_MS = 50.0
 APT_COMMAND = "apt-get install -y nginx wrk"
 LOAD_WARNING = 0.5
 SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+SERVER_CORE, LOAD_CORE = 1, 0
 
 
 class BenchFailure(Exception):
@@ -142,6 +147,28 @@ def package_version(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Pinning:
+    """taskset prefixes: the servers on one core, the load (wrk) on the other."""
+
+    server: list[str]
+    load: list[str]
+    how: str
+
+
+def pinning() -> Pinning:
+    """Servers on core 1, wrk on core 0 (this process moves there too when the run begins,
+    so the CLI writes and the polling it starts stay off the servers' core)."""
+    taskset = find_tool("taskset")
+    cores = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+    if taskset is None or not {SERVER_CORE, LOAD_CORE} <= cores:
+        return Pinning([], [], "not pinned (needs taskset and cores 0 and 1): servers, wrk "
+                               "and this script share every core")
+    return Pinning([taskset, "-c", str(SERVER_CORE)], [taskset, "-c", str(LOAD_CORE)],
+                   f"tocsin serve (--no-worker) and nginx pinned to core {SERVER_CORE}, "
+                   f"wrk, the CLI and this script to core {LOAD_CORE} (taskset)")
+
+
+@dataclass(frozen=True)
 class Machine:
     cpu: str
     cores: int
@@ -151,28 +178,30 @@ class Machine:
     nginx: str
     wrk: str
     server: str
+    how: str
 
     def lines(self) -> list[str]:
         return [
             f"cpu: {self.cpu}",
-            f"cores: {self.cores} (usable by this process: {self.usable})",
+            f"cores: {self.cores} (usable by this process at start: {self.usable})",
             f"python: {self.python}",
             f"kernel: {self.kernel}",
             f"nginx: {self.nginx}",
             f"wrk: {self.wrk}",
             f"tocsin serve: {self.server}",
+            f"how: {self.how}",
         ]
 
 
-def machine(nginx: str, wrk: str) -> Machine:
+def machine(nginx: str, wrk: str, how: str) -> Machine:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     nginx_v = tool_version([nginx, "-v"]).removeprefix("nginx version: ")
     wrk_v = tool_version([wrk, "-v"]).split(" Copyright")[0]
-    uv = f"granian {package_version('granian')}"
+    uv = f"granian {package_version('granian')}, --workers 1 --no-worker"
     return Machine(cpu_model(), os.cpu_count() or 0, usable,
                    f"{platform.python_version()} ({platform.python_implementation()})",
                    f"{platform.system()} {platform.release()} {platform.machine()}",
-                   nginx_v, wrk_v, uv)
+                   nginx_v, wrk_v, uv, how)
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -426,8 +455,9 @@ def parse_wrk(output: str) -> WrkResult:
         non_2xx_3xx=int(non[1]) if non else 0)
 
 
-def run_wrk(wrk: str, args: argparse.Namespace, url: str, etag: str | None) -> WrkResult:
-    command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
+def run_wrk(wrk: str, args: argparse.Namespace, url: str, etag: str | None,
+            pin: list[str]) -> WrkResult:
+    command = [*pin, wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
                "--latency"]
     if etag is not None:
         command += ["-H", f"If-None-Match: {etag}"]
@@ -479,7 +509,7 @@ class Row:
 
 
 def load(wrk: str, args: argparse.Namespace, targets: list[Target],
-         sizes: dict[str, int]) -> list[Row]:
+         sizes: dict[str, int], pin: list[str]) -> list[Row]:
     rows = [Row(path, kind, {t.name: [] for t in targets}, [])
             for path in PATHS for kind in (200, 304)]
     total = len(rows) * len(targets) * args.rounds
@@ -491,7 +521,7 @@ def load(wrk: str, args: argparse.Namespace, targets: list[Target],
             for target in order:
                 done += 1
                 etag = target.etags[row.path] if row.kind == 304 else None
-                result = run_wrk(wrk, args, target.base + row.path, etag)
+                result = run_wrk(wrk, args, target.base + row.path, etag, pin)
                 check_run(target.name, row.path, row.kind, result, sizes[row.path])
                 this[target.name] = result
                 row.runs[target.name].append(result)
@@ -772,7 +802,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"    {APT_COMMAND}\n", file=sys.stderr)
         return 2
     began = time.perf_counter()
-    info = machine(nginx, wrk)
+    pins = pinning()
+    info = machine(nginx, wrk, pins.how)
+    if pins.load:
+        os.sched_setaffinity(0, {LOAD_CORE})
     for line in info.lines():
         print(line)
     load_start = load_average()
@@ -789,7 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with terminated_as_exit():
             tocsin = tocsin_command()
             prepared = prepare(folder, tocsin)
-            summary = run(args, prepared, tocsin, nginx, wrk, processes, info)
+            summary = run(args, prepared, tocsin, nginx, wrk, processes, info, pins)
     except BenchFailure as failure:
         print(f"\nFAILED: {failure}", file=sys.stderr)
         return 1
@@ -804,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: str, wrk: str,
-        processes: Processes, info: Machine) -> dict[str, str]:
+        processes: Processes, info: Machine, pins: Pinning) -> dict[str, str]:
     folder = prepared.folder
     tocsin_port, nginx_port = free_port(), free_port()
     while nginx_port == tocsin_port:
@@ -812,13 +845,15 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
     tocsin_log = folder / "tocsin-serve.log"
     server = processes.start(
         "tocsin serve",
-        [*tocsin, "serve", "--host", HOST, "--port", str(tocsin_port), "--workers", "1"],
+        # No notification worker: nginx has none beside it either.
+        [*pins.server, *tocsin, "serve", "--host", HOST, "--port", str(tocsin_port),
+         "--workers", "1", "--no-worker"],
         log=tocsin_log, env=prepared.env, stop_signal=signal.SIGINT)
     conf = nginx_config(folder, prepared.mirror, nginx_port)
     nginx_log = folder / "nginx-error.log"
     nginx_base = [nginx, "-p", f"{folder}/", "-c", str(conf), "-e", str(nginx_log)]
     run_checked([*nginx_base, "-t", "-q"], env=prepared.env, what="nginx -t (the config)")
-    web = processes.start("nginx", [*nginx_base, "-g", "daemon off;"],
+    web = processes.start("nginx", [*pins.server, *nginx_base, "-g", "daemon off;"],
                           log=folder / "nginx-stdout.log", env=prepared.env,
                           stop_signal=signal.SIGQUIT)
     targets = [Target("tocsin", f"http://{HOST}:{tocsin_port}", {}),
@@ -837,7 +872,7 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
                 f"{p} {e}" for p, e in target.etags.items()))
 
     print(f"\nload: {len(PATHS) * 2 * 2 * args.rounds} wrk runs of {args.seconds} s")
-    rows = load(wrk, args, targets, sizes)
+    rows = load(wrk, args, targets, sizes, pins.load)
     with httpx.Client(timeout=10, headers=headers) as client:
         for target in targets:  # no snapshot was rebuilt during the load: same validators
             before = dict(target.etags)
@@ -876,7 +911,7 @@ def run(args: argparse.Namespace, prepared: Prepared, tocsin: list[str], nginx: 
         print(line)
     summary = {
         "cpu": info.cpu, "cores": str(info.cores), "python": info.python,
-        "nginx": info.nginx, "wrk": info.wrk, "server": info.server,
+        "nginx": info.nginx, "wrk": info.wrk, "server": info.server, "how": info.how,
         "wrk_threads": str(args.threads), "wrk_connections": str(args.connections),
         "wrk_seconds": str(args.seconds), "rounds": str(args.rounds),
         "bodies": "byte-identical",
