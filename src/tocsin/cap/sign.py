@@ -8,6 +8,10 @@ standard in two known ways, so a signature that fails as received is tried once 
 (a) the alert's other signatures left out (Canada's NAAD signs each copy without the others)
 and (b) the whitespace between elements removed (alerts re-indented after signing); when
 only such a reading holds, the verdict says so in its warnings.
+
+A verdict that holds carries the alert as signed (`SignatureVerdict.verified`): the canonical
+bytes signxml digested, without comments or anything else outside the signature. Importers read
+those bytes, never the document as received.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import binascii
 import copy
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,6 +84,8 @@ class SignatureCheck:
     algorithm: str | None
     problem: str | None
     warnings: tuple[str, ...] = ()
+    verified: bytes | None = field(default=None, repr=False)
+    """When intact: the alert as this signature signed it (see SignatureVerdict.verified)."""
 
     @property
     def name(self) -> str:
@@ -90,7 +96,11 @@ class SignatureCheck:
 class SignatureVerdict:
     """What `verify_cap` found. `intact` only if every signature holds; `trusted` is None when
     nothing was pinned, else whether an intact signature is by a pinned signer (or one a
-    pinned CA issued); `expired` is a warning, not a failure; `problem` says what failed."""
+    pinned CA issued); `expired` is a warning, not a failure; `problem` says what failed.
+
+    `verified`, only when intact: the alert as the accepted signature signed it (the first
+    intact signature by a trusted signer, else the first one), as the canonical UTF-8 bytes the
+    digest was computed over. Signatures that cover different alerts make the verdict fail."""
 
     signed: bool
     intact: bool
@@ -100,6 +110,7 @@ class SignatureVerdict:
     problem: str | None
     warnings: tuple[str, ...]
     signatures: tuple[SignatureCheck, ...]
+    verified: bytes | None = field(default=None, repr=False)
 
 
 def sign_cap(xml: bytes, signer: CapSigner, *, at: datetime | None = None) -> bytes:
@@ -142,7 +153,7 @@ def sign_cap(xml: bytes, signer: CapSigner, *, at: datetime | None = None) -> by
     out: bytes = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
     # Read back what is about to go out, exactly as received: never publish a broken signature.
     failure = _verify(parse(out, "the signed alert").getroot(), 0, certificate)
-    if failure is not None:
+    if isinstance(failure, _Failure):
         raise SigningError(f"CAP key {signer.key_id}: the new signature does not verify: "
                            f"{failure.message}", "report this; nothing was published")
     return out
@@ -185,14 +196,44 @@ def verify_cap(xml: bytes, *, pinned: Sequence[Certificate] | None = None,
     checks = tuple(_check(root, position, anchors, when) for position in range(len(found)))
     broken = [c for c in checks if not c.intact]
     trusted = None if anchors is None else any(c.intact and c.trusted for c in checks)
+    problem = "; ".join(f"{c.name}: {c.problem}" if len(checks) > 1 else str(c.problem)
+                        for c in broken) or None
+    verified = None
+    if not broken:
+        verified = next((c for c in checks if c.trusted), checks[0]).verified
+        problem = _different_content(checks)
     return SignatureVerdict(
-        signed=True, intact=not broken, trusted=trusted,
-        expired=any(c.expired for c in checks), signer=checks[0].signer,
-        problem="; ".join(f"{c.name}: {c.problem}" if len(checks) > 1 else str(c.problem)
-                          for c in broken) or None,
+        signed=True, intact=problem is None, trusted=trusted,
+        expired=any(c.expired for c in checks), signer=checks[0].signer, problem=problem,
         warnings=tuple(f"{c.name}: {w}" if len(checks) > 1 else w
                        for c in checks for w in c.warnings),
-        signatures=checks)
+        signatures=checks, verified=verified if problem is None else None)
+
+
+def _different_content(checks: Sequence[SignatureCheck]) -> str | None:
+    """Which intact signatures sign another alert than the first, or None. The signatures
+    themselves and the whitespace between elements are set aside: the readings above differ
+    in exactly those, and neither changes what the alert says."""
+    first, *others = checks
+    if not others:
+        return None
+    reference = _content(first.verified)
+    differ = [c.name for c in others if _content(c.verified) != reference]
+    if not differ:
+        return None
+    return (f"{first.name} and {', '.join(differ)} sign different alerts; tocsin reads an "
+            "alert only as its signers signed it, so it cannot choose between them")
+
+
+def _content(signed: bytes | None) -> bytes | None:
+    try:
+        root = etree.fromstring(signed or b"", _PARSER)
+    except etree.XMLSyntaxError:
+        return signed
+    for signature in root.findall(DS_SIGNATURE):
+        _remove_keeping_tail(signature)
+    out: bytes = etree.tostring(_without_indentation(root), method="c14n", exclusive=True)
+    return out
 
 
 def _load_pinned(pinned: Sequence[Certificate]) -> list[x509.Certificate]:
@@ -259,21 +300,29 @@ def _check(root: Any, index: int, anchors: list[x509.Certificate] | None,
     failure = _Failure(-1, "no key to check the signature with")
     for key_cert, trusted in candidates:
         outcome = _best_reading(root, index, key_cert)
-        if isinstance(outcome, tuple):
-            return result(True, None, cert or key_cert, trusted, outcome)
+        if isinstance(outcome, _Held):
+            held = result(True, None, cert or key_cert, trusted, outcome.warnings)
+            return replace(held, verified=outcome.signed)
         failure = max(failure, outcome, key=lambda f: f.stage)
     return result(False, failure.message, cert, False)
 
 
-def _best_reading(root: Any, index: int, cert: x509.Certificate | None
-                  ) -> tuple[str, ...] | _Failure:
-    """The warnings of the first reading under which the signature holds, else the failure
-    that got furthest (the earliest reading wins a tie)."""
+@dataclass(frozen=True)
+class _Held:
+    warnings: tuple[str, ...]
+    signed: bytes
+    """What the signature covers under the reading that held, as signxml digested it."""
+
+
+def _best_reading(root: Any, index: int, cert: x509.Certificate | None) -> _Held | _Failure:
+    """The first reading under which the signature holds, else the failure that got furthest
+    (the earliest reading wins a tie)."""
     worst: _Failure | None = None
     for reading in _readings(root, index):
         failure = _verify(reading.root, reading.position, cert)
-        if failure is None:
-            return (f"holds only {reading.name}: {reading.why}",) if reading.name else ()
+        if not isinstance(failure, _Failure):
+            return _Held((f"holds only {reading.name}: {reading.why}",) if reading.name else (),
+                         failure)
         if worst is None or failure.stage > worst.stage:
             worst = failure if not reading.name else _Failure(
                 failure.stage, f"{failure.message} [read {reading.name}]")
@@ -333,7 +382,9 @@ def _without_indentation(root: Any) -> Any:
     return copied
 
 
-def _verify(root: Any, position: int, cert: x509.Certificate | None) -> _Failure | None:
+def _verify(root: Any, position: int, cert: x509.Certificate | None) -> _Failure | bytes:
+    """The bytes the signature's whole-alert Reference covers, as signxml digested them (after
+    its transforms: no signature, no comments), or why it does not hold."""
     config: dict[str, Any] = {
         "require_x509": cert is not None,
         "expect_references": True,
@@ -347,8 +398,8 @@ def _verify(root: Any, position: int, cert: x509.Certificate | None) -> _Failure
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            verifier.verify(root, x509_cert=cert, validate_schema=False,
-                            expect_config=SignatureConfiguration(**config))
+            results = verifier.verify(root, x509_cert=cert, validate_schema=False,
+                                      expect_config=SignatureConfiguration(**config))
     except InvalidDigest:
         return _Failure(3, "digest: the alert no longer matches the signed DigestValue: "
                            "it was changed after signing")
@@ -364,10 +415,21 @@ def _verify(root: Any, position: int, cert: x509.Certificate | None) -> _Failure
         return _Failure(0, f"structure: {error}")
     signature = root.findall(DS_SIGNATURE)[position]
     references = signature.findall("ds:SignedInfo/ds:Reference", _DS)
-    if not any(r.get("URI") == "" and _ENVELOPED in _transforms(r) for r in references):
+    # signxml answers one result per Reference, in SignedInfo's order.
+    answers = results if isinstance(results, list) else [results]
+    if len(answers) != len(references):
+        return _Failure(0, "structure: the References verified are not the ones SignedInfo "
+                           "lists, so what the signature covers is unknown")
+    whole = {answer.signed_data for r, answer in zip(references, answers, strict=True)
+             if r.get("URI") == "" and _ENVELOPED in _transforms(r)}
+    if not whole:
         return _Failure(0, "structure: no Reference with URI=\"\" and the enveloped-signature "
                            "transform: the signature does not cover the whole alert")
-    return None
+    if len(whole) > 1:
+        return _Failure(0, "structure: its References to the whole alert cover different "
+                           "bytes, so what it signs is ambiguous")
+    signed: bytes = whole.pop()
+    return signed
 
 
 _CONFIG_FIELDS = {f.name for f in fields(SignatureConfiguration)}

@@ -4,6 +4,14 @@ network or follows XInclude.
 
 A CAP document never needs a DOCTYPE, so any DOCTYPE is refused outright: that closes
 billion-laughs expansion and external entities (XXE) before libxml2 reads the internal subset.
+
+Inside the alert, processing instructions are refused anywhere and comments wherever they
+touch text: lxml's `.text` stops at them while XML-DSig's canonical form drops comments, so
+`<identifier>A<!-- -->B</identifier>` would verify as the signed "AB" yet read as "A". Comments
+that only sit between the child elements of a container (whitespace around them) change no
+text, and real alerts (Google's CAP test files) carry them, so they stay allowed, as do comments
+and processing instructions before and after the alert (e.g. <?xml-stylesheet?>). CDATA needs
+no rule: lxml merges it into the text, as canonicalisation does.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ def parse(data: bytes, source: str) -> Any:
     """The document in `data` as an lxml ElementTree whose root is a CAP 1.2 or 1.1 alert.
 
     Refuses (InvalidInput naming `source`, the line and the fix): more than MAX_BYTES, any
-    DOCTYPE, XML that is not well-formed, XInclude elements, and any other root element.
+    DOCTYPE, XML that is not well-formed, XInclude elements, any other root element, and
+    inside the alert a processing instruction or a comment that touches text (see above).
     """
     if len(data) > MAX_BYTES:
         raise InvalidInput(f"{source}: the document is larger than the 1 MiB "
@@ -58,7 +67,30 @@ def parse(data: bytes, source: str) -> Any:
                                f"<{etree.QName(element).localname}> is not allowed in CAP "
                                "(it is never processed)", "remove it")
     version(tree, source)
+    _refuse_markup_in_text(root, source)
     return tree
+
+
+def _refuse_markup_in_text(root: Any, source: str) -> None:
+    for node in root.iter(etree.Comment, etree.ProcessingInstruction):
+        comment = isinstance(node, etree._Comment)
+        if comment and _between_elements(node):
+            continue
+        kind = "a comment" if comment else "a processing instruction"
+        raise InvalidInput(f"{source}: line {node.sourceline}: {kind} inside "
+                           f"<{etree.QName(node.getparent()).localname}>: CAP elements hold "
+                           "plain text", "remove it")
+
+
+def _between_elements(node: Any) -> bool:
+    """True when `node` sits among the child elements of its parent with only whitespace on
+    either side, so that no text anyone reads is split by it."""
+    parent = node.getparent()
+    if not any(isinstance(child.tag, str) for child in parent):
+        return False
+    previous = node.getprevious()
+    before = parent.text if previous is None else previous.tail
+    return not (before or "").strip() and not (node.tail or "").strip()
 
 
 def version(tree: Any, source: str = "the document") -> str:

@@ -6,6 +6,10 @@ Steps, each refusing with a message that names the problem and the fix:
 `read_location` (a file, standard input or an http(s) URL) → `receive` (the hardened parser,
 then every CAP check; CAP 1.1 is accepted where it reads as 1.2) → `import_alert` (the
 source for the sender, its signature policy, the mapping rule, Update/Cancel chains).
+
+A signed alert is read again from the bytes its accepted signature covers, and only that
+reading is mapped: whatever the document carries outside the signature cannot change what is
+declared. The document as received is what is stored, so that anyone can verify it again.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -74,7 +78,9 @@ class Received:
     label: str
     """Where it came from: the path, the URL or 'standard input'."""
     tree: Any
+    """The document as received."""
     alert: IncomingAlert
+    """As read from `tree`; `import_alert` reads a signed alert again from what was signed."""
     warnings: tuple[str, ...] = ()
 
 
@@ -187,22 +193,26 @@ def import_alert(engine: Engine, received: Received, sources: Sources, *, now: d
 
     Refuses, writing nothing: no source for the sender (Unmapped); a signature that does
     not hold, an unsigned alert where the source requires a signature, an untrusted signer
-    where it pins them (InvalidInput); whatever `map_alert` refuses (Unmapped); a Cancel
+    where it pins them, a signed alert that reads otherwise as received than as signed
+    (InvalidInput); whatever `map_alert` refuses (Unmapped); a Cancel
     whose references are all unknown (Unmapped); a sources file naming schemes, levels or
     areas the store lacks (InvalidInput). The same (sender, identifier) again is a
     duplicate: reported, nothing written.
     """
     check_current(engine)
-    alert = received.alert
     notes: list[str] = []
+    sender = received.alert.sender
     if source_name is not None:
         source = sources.named(source_name)
-        if not source.rule.covers(alert.sender):
-            notes.append(f"sender {alert.sender!r} is not among source {source.name!r}'s "
+        if not source.rule.covers(sender):
+            notes.append(f"sender {sender!r} is not among source {source.name!r}'s "
                          "senders; imported under it because it was named")
     else:
-        source = sources.for_sender(alert.sender)
-    signature, signature_notes, warnings = _signature(received, source, now)
+        source = sources.for_sender(sender)
+    signature, signature_notes, warnings, verified = _signature(received, source, now)
+    if verified is not None:
+        received = _as_signed(received, verified)
+    alert = received.alert
     notes += signature_notes
     warnings = [*received.warnings, *warnings]
     check_declarable(alert)
@@ -226,8 +236,9 @@ def import_alert(engine: Engine, received: Received, sources: Sources, *, now: d
 
 
 def _signature(received: Received, source: Source, now: datetime
-               ) -> tuple[str, list[str], list[str]]:
-    """The verdict's short form, notes and warnings; refuses what the source does not accept."""
+               ) -> tuple[str, list[str], list[str], bytes | None]:
+    """The verdict's short form, notes, warnings and the alert as signed (None when unsigned);
+    refuses what the source does not accept."""
     verdict = verify_cap(received.data, pinned=source.pinned, at=now)
     label, name = received.label, source.name
     if not verdict.signed:
@@ -235,7 +246,7 @@ def _signature(received: Received, source: Source, now: datetime
             raise InvalidInput(f"{label}: the alert is not signed, and source {name!r} "
                                "requires a signature (require_signature = true)",
                                "get the signed alert from the sender")
-        return "unsigned", [], []
+        return "unsigned", [], [], None
     if not verdict.intact:
         raise InvalidInput(f"{label}: the alert's XML signature does not hold: "
                            f"{verdict.problem}",
@@ -259,7 +270,26 @@ def _signature(received: Received, source: Source, now: datetime
                      "certificates; accepted because trust = \"any\"")
     if verdict.expired:
         summary += ", certificate expired"
-    return summary, notes, list(verdict.warnings)
+    if verdict.verified is None:
+        raise InvalidInput(f"{label}: the signature holds but did not say what it covers",
+                           "report this: tocsin imports a signed alert only as signed")
+    return summary, notes, list(verdict.warnings), verdict.verified
+
+
+def _as_signed(received: Received, signed: bytes) -> Received:
+    """`received` with its alert read from the bytes its signature covers, by the same
+    hardened reader; refuses a document that reads otherwise as received, since its source
+    was chosen, and its report begun, by that reading."""
+    label = f"{received.label} (as signed)"
+    alert = read_alert(capxml.parse(signed, label), label)
+    changed = [f.name for f in fields(alert)
+               if getattr(alert, f.name) != getattr(received.alert, f.name)]
+    if changed:
+        raise InvalidInput(f"{received.label}: the alert reads otherwise than what its "
+                           f"signature covers ({', '.join(changed)}): something outside the "
+                           "signed content changes it",
+                           "get the original alert from the sender")
+    return replace(received, alert=alert)
 
 
 def _declare(unit: Change, received: Received, source: Source, scheme: Scheme, tree: Any,
