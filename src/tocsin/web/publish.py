@@ -16,7 +16,7 @@ lists that the snapshot no longer has. Inside the mirror:
 
 The index is split from the per-group file lists because at 100,000 areas the mirror holds
 over a million documents: one JSON manifest of them takes seconds to read and to write,
-the index of groups (a short digest per signature) a tenth of a second.
+the index of groups (a 64-bit digest per signature) a fraction of one.
 """
 
 from __future__ import annotations
