@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-serve bench-cap bench-notify clean
+.PHONY: demo test lint bench bench-serve bench-scale bench-cap bench-notify clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 ## bench-serve: tocsin's server against nginx with wrk, and declare → visible (needs nginx, wrk)
 bench-serve: $(STAMP)
 	$(BIN)/python bench/serve.py
+
+## bench-scale: the server at 1,000, 10,000 and 100,000 areas against issue 16's targets (long;
+## SIZES=1000,10000 or QUICK=1 for less; generated databases are cached in bench/.cache/)
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(if $(SIZES),--sizes $(SIZES)) $(if $(QUICK),--quick)
 
 ## bench-cap: CAP export + validation (tocsin, lxml, xmlschema side by side) and import, msg/s
 bench-cap: $(STAMP)
