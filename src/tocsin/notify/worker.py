@@ -45,7 +45,7 @@ from tocsin.store import tables as t
 from tocsin.store.database import reading
 
 log = logging.getLogger("tocsin.notify")
-IDLE_LOOK = 5.0
+IDLE_LOOK = 15.0
 """The longest sleep of an idle worker. A change to the store (a new event, a replay) or the
 next due delivery wakes it sooner; this only bounds the cost of a lost signal."""
 STOP_GRACE = 1.0

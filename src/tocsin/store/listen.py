@@ -25,7 +25,12 @@ def listen(engine: Engine, channel: str, loop: asyncio.AbstractEventLoop,
                 conn.execute(f"LISTEN {channel}")
                 while not stopping.is_set():
                     for _ in conn.notifies(timeout=1.0):
-                        loop.call_soon_threadsafe(woken.set)
+                        if stopping.is_set():
+                            return
+                        try:
+                            loop.call_soon_threadsafe(woken.set)
+                        except RuntimeError:  # the loop has closed: nobody waits any more
+                            return
         except psycopg.Error:
             log.warning("lost the LISTEN connection; retrying", exc_info=True)
             stopping.wait(1.0)

@@ -19,13 +19,16 @@ import ctypes
 import ctypes.util
 import errno
 import gc
+import importlib
 import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from types import FrameType
 from typing import Any
 
@@ -45,8 +48,9 @@ GRANIAN_KILL_AFTER = 3
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 Notifier = Callable[[str, "int | None"], None]
-"""The notification worker's main: (database URL, the pid to outlive, or None when the
-kernel watches it). It runs in a spawned process and returns on SIGTERM or SIGINT."""
+"""The notification worker's main, a module-level function: (database URL, the pid to
+outlive, or None when the kernel watches for it). It runs in a process of its own and
+returns on SIGTERM or SIGINT."""
 
 
 def check_port(host: str, port: int) -> None:
@@ -85,11 +89,8 @@ def serve_http(engine: Engine, *, host: str, port: int, workers: int,
                      websockets=False, workers_kill_timeout=GRANIAN_KILL_AFTER)
     beside = None
     if notifier is not None:
-        # Spawned, not forked: a fresh interpreter with its own engine and event loop.
-        beside = _Beside(multiprocessing.get_context("spawn").Process(
-            target=run_notifier, args=(notifier, os.environ["TOCSIN_DATABASE_URL"],
-                                       os.getpid()),
-            name="tocsin-worker", daemon=True))
+        beside = _Beside(start_notifier(notifier, os.environ["TOCSIN_DATABASE_URL"]))
+    if beside is not None:
         server.on_startup(beside.pass_on_stop_signals)
     print(f"tocsin is serving on http://{host}:{port}/"
           + (" with a notification worker" if beside else "") + " (Ctrl-C to stop)",
@@ -102,12 +103,11 @@ def serve_http(engine: Engine, *, host: str, port: int, workers: int,
 
 
 class _Beside:
-    """The notification worker process, started now, stopped with the server."""
+    """The notification worker process, stopped with the server."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
         self.stop_asked: float | None = None
-        process.start()
 
     def pass_on_stop_signals(self) -> None:
         """Pass SIGINT and SIGTERM on to the worker as Granian receives them, so that both
@@ -118,7 +118,8 @@ class _Beside:
             def handler(signum: int, frame: FrameType | None,
                         passed: Any = granian_handler) -> None:
                 self.stop_asked = self.stop_asked or time.monotonic()
-                self.process.terminate()
+                with contextlib.suppress(OSError):
+                    self.process.send_signal(signal.SIGTERM)
                 if callable(passed):
                     passed(signum, frame)
 
@@ -128,39 +129,79 @@ class _Beside:
         """Stop it (SIGTERM: it gives back what it holds and ends); kill it when it has not
         ended in time for the STOP_SECONDS promise."""
         asked = self.stop_asked or time.monotonic()
-        self.process.terminate()
-        self.process.join(max(0.1, asked + STOP_SECONDS - 0.5 - time.monotonic()))
-        if self.process.is_alive():
+        with contextlib.suppress(OSError):
+            self.process.terminate()
+        try:
+            self.process.wait(max(0.1, asked + STOP_SECONDS - 0.5 - time.monotonic()))
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join()
+            self.process.wait()
 
 
-def die_with_parent() -> bool:
-    """Linux: have the kernel send this process SIGTERM when the process that started it
-    ends, however it ends. False where that cannot be arranged."""
+@cache
+def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            return False
+        libc.prctl  # noqa: B018 - present, or AttributeError
     except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _ask_for_parent_death_signal() -> bool:
+    """Linux: have the kernel send this process SIGTERM when its parent ends, however it
+    ends (the setting survives exec). Safe between fork and exec: one system call."""
+    libc = _libc()
+    return libc is not None and libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+
+
+def die_with_parent(parent: int) -> bool:
+    """End with `parent`, this process's parent: True when the kernel will see to it (and
+    SIGTERM now if `parent` has ended already); False where the caller must watch."""
+    if not _ask_for_parent_death_signal():
         return False
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # it ended before we asked
+    if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
     return True
 
 
 def app_in_server_process() -> TocsinApp:
-    """The app of one Granian server process, which ends with the main process."""
-    die_with_parent()
+    """The app of one Granian server process (forked from the main one), which ends with
+    the main process."""
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)
     return app_from_environment()
 
 
-def run_notifier(notifier: Notifier, url: str, parent: int) -> None:
-    """The worker process of `tocsin serve`: ends with the server (by the kernel's signal, or
-    by watching `parent` where there is none), and on SIGTERM or SIGINT."""
-    watched = die_with_parent()
+NOTIFIER_MAIN = "from tocsin.web.serve import run_notifier; run_notifier()"
+
+
+def start_notifier(notifier: Notifier, url: str) -> subprocess.Popen[bytes]:
+    """Start `notifier` on the database at `url` in a fresh interpreter (its own engine and
+    event loop), told by module and name; the URL goes through a pipe, never onto a command
+    line that `ps` shows. The parent-death signal is set between fork and exec, so that the
+    worker ends with this process even while it is still importing."""
+    name = f"{notifier.__module__}:{notifier.__qualname__}"
+    process = subprocess.Popen(
+        [sys.executable, "-c", NOTIFIER_MAIN, name, str(os.getpid())], stdin=subprocess.PIPE,
+        preexec_fn=_ask_for_parent_death_signal if _libc() is not None else None)
+    assert process.stdin is not None
+    with process.stdin:
+        process.stdin.write(url.encode() + b"\n")
+    return process
+
+
+def run_notifier() -> None:
+    """The worker process of `tocsin serve` (`python -c NOTIFIER_MAIN NAME PARENT`, the
+    database URL on stdin): ends with the server (by the kernel's signal, or by watching
+    PARENT where there is none), and on SIGTERM or SIGINT."""
+    name, parent = sys.argv[1], int(sys.argv[2])
+    watched = die_with_parent(parent)
+    url = sys.stdin.readline().strip()
+    module, _, function = name.partition(":")
+    notifier: Notifier = getattr(importlib.import_module(module), function)
     with contextlib.suppress(KeyboardInterrupt):
         notifier(url, None if watched else parent)
