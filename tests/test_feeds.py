@@ -425,3 +425,12 @@ def test_pages_name_the_feed_in_their_head(engine: Engine) -> None:
         assert ('<link rel="alternate" type="application/atom+xml" href="/feeds/alerts.atom"'
                 in body(snap, path).decode())
     assert urls.feed("atom") in set(snap.site.paths())
+
+
+@pytest.mark.parametrize("declaration_id", ["d-2022-01-07", "a b/c?d#e%f", "алматы"])
+def test_a_cap_message_names_the_page_the_site_serves(declaration_id: str) -> None:
+    """tocsin.cap sits below render, so it writes the page address itself: the same as
+    render.urls gives."""
+    publication = feeds.Publication("https://levels.test", "kz.test")
+    assert (publication.declaration_page(declaration_id)
+            == publication.absolute(urls.declaration(None, declaration_id)))

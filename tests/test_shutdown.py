@@ -33,6 +33,7 @@ from tocsin.domain.notify import Channel
 from tocsin.notify import worker as worker_module
 from tocsin.notify.worker import Worker
 from tocsin.service import commands, deliveries, subscriptions
+from tocsin.web.live import Holder
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -219,6 +220,34 @@ def test_sigterm_during_a_rebuild_with_a_page_listening(engine: Engine, db_url: 
                        check=True, capture_output=True)
         time.sleep(pause)
         stopped_within(served)
+
+
+def test_a_server_process_does_not_wait_for_a_rebuild_to_stop(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At national scale a rebuild takes seconds: stopping abandons it with its daemon
+    thread (the interpreter does not wait for it at exit)."""
+    holder = Holder(engine)
+    rebuilding, release = threading.Event(), threading.Event()
+
+    def slow_check() -> None:
+        rebuilding.set()
+        release.wait(60)
+
+    monkeypatch.setattr(holder, "check", slow_check)
+
+    async def main() -> float:
+        holder.start()
+        assert await asyncio.to_thread(rebuilding.wait, 10)
+        started = time.monotonic()
+        await holder.stop()
+        return time.monotonic() - started
+
+    try:
+        assert asyncio.run(main()) < 0.5
+        busy = [t for t in threading.enumerate() if t.name == "tocsin-snapshot"]
+        assert busy and all(t.daemon for t in busy)
+    finally:
+        release.set()
 
 
 # --- the server dies --------------------------------------------------------------------------
