@@ -28,7 +28,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as BadCryptoSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.utils import CryptographyDeprecationWarning
 from lxml import etree
 from signxml.algorithms import (
@@ -43,6 +42,7 @@ from signxml.exceptions import InvalidSignature as SignXMLInvalidSignature
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
+from tocsin.cap.trust import Trust, pinned_key, spki, subject, vouched_for
 from tocsin.cap.xml import parse
 from tocsin.domain.errors import Conflict, InvalidInput
 
@@ -86,6 +86,8 @@ class SignatureCheck:
     warnings: tuple[str, ...] = ()
     verified: bytes | None = field(default=None, repr=False)
     """When intact: the alert as this signature signed it (see SignatureVerdict.verified)."""
+    distrust: str | None = None
+    """When it holds but `trusted` is False: why no pinned certificate vouches for the signer."""
 
     @property
     def name(self) -> str:
@@ -96,7 +98,8 @@ class SignatureCheck:
 class SignatureVerdict:
     """What `verify_cap` found. `intact` only if every signature holds; `trusted` is None when
     nothing was pinned, else whether an intact signature is by a pinned signer (or one a
-    pinned CA issued); `expired` is a warning, not a failure; `problem` says what failed.
+    pinned CA vouches for: see `tocsin.cap.trust`); `expired` is a warning, not a failure;
+    `problem` says what failed, and `distrust` why an intact alert's signer is not trusted.
 
     `verified`, only when intact: the alert as the accepted signature signed it (the first
     intact signature by a trusted signer, else the first one), as the canonical UTF-8 bytes the
@@ -111,6 +114,7 @@ class SignatureVerdict:
     warnings: tuple[str, ...]
     signatures: tuple[SignatureCheck, ...]
     verified: bytes | None = field(default=None, repr=False)
+    distrust: str | None = None
 
 
 def sign_cap(xml: bytes, signer: CapSigner, *, at: datetime | None = None) -> bytes:
@@ -129,7 +133,7 @@ def sign_cap(xml: bytes, signer: CapSigner, *, at: datetime | None = None) -> by
     method = _signature_method(signer)
     when = at or datetime.now(UTC)
     certificate = signer.certificate
-    if _spki(certificate.public_key()) != _spki(signer.private_key.public_key()):
+    if spki(certificate.public_key()) != spki(signer.private_key.public_key()):
         raise SigningError(f"CAP key {signer.key_id}: the private key does not match its "
                            "certificate", "import the key together with its own certificate")
     if not certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc:
@@ -173,9 +177,10 @@ def verify_cap(xml: bytes, *, pinned: Sequence[Certificate] | None = None,
     """Check every XML-DSig signature of the alert in `xml` (see SignatureVerdict).
 
     `pinned` are the certificates (or CA certificates) to trust; None leaves trust unknown.
-    The signature is checked with the pinned certificate when the embedded one has its key.
-    Expiry is judged at `at` (default now). Refuses (InvalidInput) XML that is not a CAP
-    alert and pinned certificates that are not PEM.
+    The signature is checked with the pinned certificate when the embedded one has its key;
+    otherwise a pinned CA must vouch for the embedded chain at the signing time (the alert's
+    <sent>, see `tocsin.cap.trust`). Expiry is judged at `at` (default now). Refuses
+    (InvalidInput) XML that is not a CAP alert and pinned certificates that are not PEM.
     """
     root = parse(xml, "the alert").getroot()
     anchors = None if pinned is None else _load_pinned(pinned)
@@ -202,12 +207,15 @@ def verify_cap(xml: bytes, *, pinned: Sequence[Certificate] | None = None,
     if not broken:
         verified = next((c for c in checks if c.trusted), checks[0]).verified
         problem = _different_content(checks)
+    distrust = None if trusted is not False else "; ".join(
+        f"{c.name}: {c.distrust}" if len(checks) > 1 else c.distrust
+        for c in checks if c.distrust) or None
     return SignatureVerdict(
         signed=True, intact=problem is None, trusted=trusted,
         expired=any(c.expired for c in checks), signer=checks[0].signer, problem=problem,
         warnings=tuple(f"{c.name}: {w}" if len(checks) > 1 else w
                        for c in checks for w in c.warnings),
-        signatures=checks, verified=verified if problem is None else None)
+        signatures=checks, verified=verified if problem is None else None, distrust=distrust)
 
 
 def _different_content(checks: Sequence[SignatureCheck]) -> str | None:
@@ -265,20 +273,24 @@ def _check(root: Any, index: int, anchors: list[x509.Certificate] | None,
     method = None if algorithm is None else (algorithm.get("Algorithm") or "").rpartition("#")[2]
 
     def result(intact: bool, problem: str | None, cert: x509.Certificate | None = None,
-               trusted: bool | None = None, notes: tuple[str, ...] = ()) -> SignatureCheck:
-        expired = cert is not None and when > cert.not_valid_after_utc
-        if cert is not None and expired:
-            notes = (f"certificate {_subject(cert)} expired on "
-                     f"{cert.not_valid_after_utc:%Y-%m-%d}; that does not undo a signature "
-                     "made while it was valid", *notes)
+               trust: Trust | None = None, notes: tuple[str, ...] = ()) -> SignatureCheck:
+        trust = trust or Trust(False)
+        lapsed = [c for c in trust.chain or ((cert,) if cert is not None else ())
+                  if when > c.not_valid_after_utc]
+        notes = (*(f"certificate {subject(c)} expired on {c.not_valid_after_utc:%Y-%m-%d}; "
+                   "that does not undo a signature made while it was valid" for c in lapsed),
+                 *notes)
+        if trust.distrust:
+            notes = (*notes, f"signer not trusted: {trust.distrust}")
         if method and "sha1" in method:
             notes = (*notes, f"{method} relies on SHA-1, which no longer resists forgery")
         return SignatureCheck(
             position=index + 1, label=signature.get("Id"), intact=intact,
-            trusted=None if anchors is None else bool(trusted), expired=expired,
-            signer=_subject(cert) if cert is not None else None,
+            trusted=None if anchors is None else trust.trusted, expired=bool(lapsed),
+            signer=subject(cert) if cert is not None else None,
             not_after=cert.not_valid_after_utc if cert is not None else None,
-            algorithm=method, problem=problem, warnings=notes)
+            algorithm=method, problem=problem, warnings=notes,
+            distrust=trust.distrust if anchors is not None and intact else None)
 
     try:
         embedded = _embedded_certificates(signature)
@@ -288,23 +300,23 @@ def _check(root: Any, index: int, anchors: list[x509.Certificate] | None,
     altered = _non_canonical_base64(signature)
     cert = embedded[0] if embedded else None
     if altered:
-        return result(False, altered, cert, False)
+        return result(False, altered, cert)
     candidates: list[tuple[x509.Certificate | None, bool]]
     if cert is not None:
-        pin = next((a for a in anchors or [] if _spki(a.public_key()) == _spki(cert.public_key())),
-                   None)
-        trusted = pin is not None or _issued_by_anchor(cert, embedded[1:], anchors or [])
-        candidates = [(pin or cert, trusted)]
+        pin = pinned_key(cert, anchors or [])
+        candidates = [(pin or cert, pin is not None)]
     else:
         candidates = [(a, True) for a in anchors or []] + [(None, False)]
     failure = _Failure(-1, "no key to check the signature with")
-    for key_cert, trusted in candidates:
+    for key_cert, pinned in candidates:
         outcome = _best_reading(root, index, key_cert)
         if isinstance(outcome, _Held):
-            held = result(True, None, cert or key_cert, trusted, outcome.warnings)
+            trust = (Trust(pinned) if anchors is None or pinned else
+                     vouched_for(cert, embedded[1:], anchors, outcome.signed, when))
+            held = result(True, None, cert or key_cert, trust, outcome.warnings)
             return replace(held, verified=outcome.signed)
         failure = max(failure, outcome, key=lambda f: f.stage)
-    return result(False, failure.message, cert, False)
+    return result(False, failure.message, cert)
 
 
 @dataclass(frozen=True)
@@ -503,41 +515,3 @@ def _non_canonical_base64(signature: Any) -> str | None:
         if element is not None and _strict_base64(element.text) is None:
             return f"{what} is not canonical base64: it was altered after signing"
     return None
-
-
-def _issued_by_anchor(cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
-                      anchors: Sequence[x509.Certificate]) -> bool:
-    """True when a pinned certificate issued `cert`, directly or through the certificates
-    the signature carries (validity dates aside: archives verify old alerts)."""
-    current, seen = cert, 0
-    while seen < 8:
-        if any(_issued(current, a) for a in anchors):
-            return True
-        step = next((c for c in intermediates if c is not current and _issued(current, c)),
-                    None)
-        if step is None:
-            return False
-        current, seen = step, seen + 1
-    return False
-
-
-def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, BadCryptoSignature):
-        return False
-    return True
-
-
-def _spki(key: Any) -> bytes:
-    out: bytes = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return out
-
-
-def _subject(cert: x509.Certificate) -> str:
-    try:
-        return cert.subject.rfc4514_string()
-    except ValueError:
-        return "(unreadable subject)"
