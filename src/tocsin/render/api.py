@@ -139,6 +139,11 @@ def _read_cursor(cursor: str | None, keys: list[str], world: World) -> tuple[str
     return scheme, int(position)
 
 
+def _recent(world: World, key: str, code: str, at: datetime) -> dict[str, Any]:
+    periods, earlier = world.periods_around(key, code, at)
+    return {"timeline": [period_json(p) for p in periods], "earlier": earlier}
+
+
 def _beneath(world: World, key: str, code: str, at: datetime) -> dict[str, Any] | None:
     """The highest level in force inside the area and where (see World.beneath); null when
     nothing inside is above the baseline."""
@@ -168,7 +173,7 @@ def area_doc(world: World, code: str, at: datetime,
             "meaning": level.meaning if level else None,
             "measures": _lists(level.measures) if level else None,
             "guidance": _lists(level.guidance) if level else None,
-            "timeline": [period_json(p) for p in world.timeline(area.code, s.scheme.key)],
+            **_recent(world, s.scheme.key, area.code, at),
         })
     return {
         "at": iso(shown or at),

@@ -275,7 +275,12 @@ def _schemas() -> dict[str, Schema]:
             **level_fields,
             "explanation": {"type": "string", "description": "Why, in English."},
             "meaning": _or_null(text), "measures": _or_null(lists),
-            "guidance": _or_null(lists), "timeline": _array(_ref("Period")),
+            "guidance": _or_null(lists),
+            "timeline": {**_array(_ref("Period")),
+                         "description": "The periods around the instant: the 20 before it at "
+                                        "most, the one holding then, and those scheduled."},
+            "earlier": {**BOOLEAN, "description": "True when earlier periods were left out: "
+                                                  "/api/v1/history?area= has them all."},
         }),
         "AreaDocument": _obj({
             "at": INSTANT, "area": _ref("Area"), "ancestors": _array(AREA_CODE),

@@ -396,6 +396,8 @@ class SchemeStatus:
     snippet: str
     beneath: str = ""
     """The highest level in force inside the area, where it is above the area's own."""
+    earlier: Link | None = None
+    """Where the periods before those shown are, when some were left out."""
 
 
 @dataclass(frozen=True)
@@ -449,7 +451,8 @@ def _scheme_status(world: World, status: AreaStatus, ctx: PageContext) -> Scheme
         if link not in links:
             links.append(link)
     timeline = []
-    for period in reversed(world.timeline(code, scheme.key)):
+    periods, earlier = world.periods_around(scheme.key, code, ctx.at)
+    for period in reversed(periods):
         note = (t["current"] if period.contains(ctx.at)
                 else t["scheduled"] if period.start is not None and period.start > ctx.at
                 else "")
@@ -463,6 +466,8 @@ def _scheme_status(world: World, status: AreaStatus, ctx: PageContext) -> Scheme
     snippet = _ENV.get_template("_badge.html").render(
         href=urls.area(lang, code), src=badge_src, alt=badge_alt).strip()
     return SchemeStatus(
+        earlier=Link(urls.history(lang) + _query(ctx, [("area", code), ("scheme", scheme.key)]),
+                     t["earlier_periods"]) if earlier else None,
         beneath=beneath_text(world, scheme.key, code, level, ctx),
         key=scheme.key, name=scheme_name, description=pick(scheme.description, langs) or "",
         legend=[_chip(scheme.key, lv, lang) for lv in scheme.levels],

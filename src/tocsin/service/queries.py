@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 
 from sqlalchemy import Connection, Engine
 
@@ -16,6 +20,7 @@ from tocsin.domain.resolve import (
     Effective,
     Period,
     SchemeHistory,
+    Window,
     effective_level,
     effective_levels,
     period_at,
@@ -26,6 +31,9 @@ from tocsin.store import records
 from tocsin.store.database import check_current, reading
 
 SCHEMES_HINT = "try 'tocsin schemes list'"
+RECENT_PERIODS = 20
+"""Periods before the current one that pages and area documents show; the history page and
+/api/v1/history have them all."""
 TIMELINES_KEPT = 20_000
 """Per-area timelines kept by one world; beyond that the memo starts again."""
 
@@ -80,6 +88,8 @@ class World:
     _timelines: dict[tuple[str, str], list[Period]] = field(default_factory=dict)
     _used: list[str] | None = None
     _replacers: dict[str, list[str]] | None = None
+    _owned: dict[tuple[str, str], tuple[list[datetime], list[Window], list[datetime],
+                                        list[Window]]] = field(default_factory=dict)
     structure_at: datetime | None = None
     """When areas or schemes last changed: the oldest any area document can be."""
     _touched: dict[str, datetime] | None = None
@@ -130,8 +140,9 @@ class World:
             else:
                 levels = effective_levels(self.tree, history, at)
             for code in codes:
+                periods, _ = self.periods_around(key, code, at, 0)
                 out.append(AreaStatus(self.tree.areas[code], history.scheme, levels[code],
-                                      period_at(self.timeline(code, key), at)))
+                                      period_at(periods, at)))
         return out
 
     def timeline(self, area: str, scheme: str) -> list[Period]:
@@ -142,6 +153,79 @@ class World:
             if len(self._timelines) > TIMELINES_KEPT:
                 self._timelines.clear()
             self._timelines[(code, scheme)] = found
+        return found
+
+    def periods_around(self, key: str, code: str, at: datetime,
+                       before: int = RECENT_PERIODS) -> tuple[list[Period], bool]:
+        """The area's periods around `at`, oldest first: up to `before` periods before the
+        one holding at `at`, that one, and every scheduled one after it; and whether
+        earlier periods were left out. Walks back from `at` only as far as it must, so an
+        area under a long history costs what its recent past costs."""
+        history = self.history(key)
+        chain = [self.tree.get(code).code, *self.tree.ancestors(code)]
+        holding: Counter[int] = Counter(w.rank for w in history.naming_at(chain, at))
+        current = _top(holding)
+        own = [self._own(key, c) for c in chain]
+
+        def events(forward: bool) -> Iterator[tuple[datetime, int, int]]:
+            """Window starts (+1) and ends (-1) after `at` ascending, or the reverse
+            (a start leaves, an end joins) at or before `at` descending."""
+            streams = []
+            for n, (starts, by_start, ends, by_end) in enumerate(own):
+                seen = frozenset(chain[:n])  # a window naming two of the chain counts once
+                i, j = bisect_right(starts, at), bisect_right(ends, at)
+                if forward:
+                    streams += [_stream(starts, by_start, range(i, len(starts)), 1, seen),
+                                _stream(ends, by_end, range(j, len(ends)), -1, seen)]
+                else:
+                    streams += [_stream(starts, by_start, range(i - 1, -1, -1), -1, seen),
+                                _stream(ends, by_end, range(j - 1, -1, -1), 1, seen)]
+            return heapq.merge(*streams, key=lambda e: e[0], reverse=not forward)
+
+        level = history.level_of_rank  # ranks that name the same level are one period
+        later: list[tuple[datetime, int | None]] = []  # (boundary, rank from it on)
+        ahead = Counter(holding)
+        for instant, group in groupby(events(True), key=lambda e: e[0]):
+            for _, delta, rank in group:
+                ahead[rank] += delta
+            top = _top(ahead)
+            if level(top) is not level(later[-1][1] if later else current):
+                later.append((instant, top))
+        earlier: list[tuple[datetime, int | None]] = []  # (boundary, rank before it)
+        behind = Counter(holding)
+        for instant, group in groupby(events(False), key=lambda e: e[0]):
+            for _, delta, rank in group:
+                behind[rank] += delta
+            top = _top(behind)
+            if level(top) is not level(earlier[-1][1] if earlier else current):
+                earlier.append((instant, top))
+                if len(earlier) > before:
+                    break  # the boundaries of every period kept are known
+        back = [Period(level(was), earlier[k + 1][0] if k + 1 < len(earlier) else None,
+                       boundary) for k, (boundary, was) in enumerate(earlier[:before])]
+        periods = [*reversed(back), Period(level(current), earlier[0][0] if earlier else None,
+                                           later[0][0] if later else None)]
+        for k, (instant, then) in enumerate(later):
+            periods.append(Period(level(then), instant,
+                                  later[k + 1][0] if k + 1 < len(later) else None))
+        truncated = len(earlier) > before
+        return periods, truncated
+
+    def _own(self, key: str, code: str) -> tuple[list[datetime], list[Window],
+                                                  list[datetime], list[Window]]:
+        """The windows naming exactly `code` that ever held, by start and by end."""
+        found = self._owned.get((key, code))
+        if found is None:
+            held = [w for w in self.history(key).naming([code])
+                    if w.end is None or w.end > w.start]
+            by_start = sorted(held, key=lambda w: w.start)
+            by_end = sorted((w for w in held if w.end is not None),
+                            key=lambda w: w.end or w.start)
+            found = ([w.start for w in by_start], by_start,
+                     [w.end or w.start for w in by_end], by_end)
+            if len(self._owned) > TIMELINES_KEPT:
+                self._owned.clear()
+            self._owned[(key, code)] = found
         return found
 
     def beneath(self, key: str, code: str, at: datetime | None = None) -> Beneath | None:
@@ -373,3 +457,15 @@ def audit_tail(engine: Engine, limit: int) -> list[AuditEntry]:
     check_current(engine)
     with reading(engine) as conn:
         return records.last_audit_entries(conn, limit)
+
+
+def _top(holding: Counter[int]) -> int | None:
+    return max((rank for rank, count in holding.items() if count > 0), default=None)
+
+
+def _stream(instants: list[datetime], windows: list[Window], order: range, delta: int,
+            seen: frozenset[str]) -> Iterator[tuple[datetime, int, int]]:
+    for k in order:
+        window = windows[k]
+        if not seen or seen.isdisjoint(window.declaration.areas):
+            yield instants[k], delta, window.rank
