@@ -260,8 +260,9 @@ def _signature(received: Received, source: Source, now: datetime
     elif verdict.trusted:
         summary = "intact, pinned signer"
     elif source.trust == "pinned":
+        why = f": {verdict.distrust}" if verdict.distrust else ""
         raise InvalidInput(f"{label}: the alert is signed by {verdict.signer}, who is not among "
-                           f"source {name!r}'s pinned certificates (trust = \"pinned\")",
+                           f"source {name!r}'s pinned certificates (trust = \"pinned\"){why}",
                            "add the signer's certificate or its CA to certificates if you "
                            "trust it")
     else:
