@@ -92,8 +92,7 @@ class World:
                                         list[Window]]] = field(default_factory=dict)
     structure_at: datetime | None = None
     """When areas or schemes last changed: the oldest any area document can be."""
-    _touched: dict[str, datetime] | None = None
-    _inside: dict[str, datetime] | None = None
+    _live: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def scheme(self, key: str) -> Scheme:
         if key not in self.schemes:
@@ -281,14 +280,46 @@ class World:
         return out
 
     def area_changed(self, code: str) -> datetime | None:
-        """The newest instant at or before `now` at which anything an area's documents show
-        changed: a declaration naming the area, an ancestor or an area inside it started,
-        ended, was published, cancelled or replaced; or the areas and schemes changed."""
-        if self._touched is None or self._inside is None:
-            self._touched, self._inside = self._touch_all()
-        instants = [self._touched.get(c) for c in (code, *self.tree.ancestors(code))]
-        instants += [self._inside.get(code), self.structure_at]
+        """The newest instant at or before `now` at which what an area's documents show
+        changed: a declaration naming the area or an area above it was published, started,
+        ended, was cancelled or replaced; the highest level in force inside it began; or
+        the areas and schemes changed. (When a level inside the area ends and nothing
+        inside stays above the baseline, the bytes change but this instant does not.)"""
+        assert self.now is not None, "area_changed() needs a world with a now"
+        chain = (code, *self.tree.ancestors(code))
+        instants = [self.structure_at]
+        for key in self.used_schemes():
+            instants += [self._own_changed(key, c) for c in chain]
+            inside = self.beneath(key, code)
+            instants.append(inside.since if inside is not None else None)
         return max((i for i in instants if i is not None), default=None)
+
+    def _own_changed(self, key: str, code: str) -> datetime | None:
+        """The newest instant at or before `now` of the windows naming exactly `code`: a
+        start or end, or the publication of one not begun or of what ends it later."""
+        assert self.now is not None
+        now = self.now
+        starts, by_start, ends, _ = self._own(key, code)
+        i, j = bisect_right(starts, now), bisect_right(ends, now)
+        found = [starts[i - 1] if i else None, ends[j - 1] if j else None]
+        found += [w.declaration.published_at for w in by_start[i:]]  # scheduled
+        # Holding now, and ended later by a replacement already published:
+        for window in self.history(key).naming_at([code], now):
+            found += [self.declarations[r].published_at
+                      for r in self._live_replacers(key).get(window.declaration.id, ())]
+        return max((t for t in found if t is not None and t <= now), default=None)
+
+    def _live_replacers(self, key: str) -> dict[str, list[str]]:
+        """Replacements among the windows not over at `now`, by what they replace."""
+        assert self.now is not None
+        found = self._live.get(key)
+        if found is None:
+            found = {}
+            for window in self.history(key).ending_after(self.now):
+                for old in window.declaration.replaces:
+                    found.setdefault(old, []).append(window.declaration.id)
+            self._live[key] = found
+        return found
 
     def declaration_changed(self, d: Declaration) -> datetime | None:
         """The newest instant at or before `now` at which the declaration's documents
@@ -299,41 +330,6 @@ class World:
         instants += [self.declarations[r].published_at for r in self.replaced_by(d.id)]
         instants += [self.declarations[r].effective for r in self.replaced_by(d.id)]
         return max((i for i in instants if i is not None and i <= self.now), default=None)
-
-    def _touch_all(self) -> tuple[dict[str, datetime], dict[str, datetime]]:
-        touched: dict[str, datetime] = {}
-        for d in self.declarations.values():
-            if d.is_published:
-                self._touch(touched, d)
-        return touched, self._inside_of(touched)
-
-    def _touch(self, touched: dict[str, datetime], d: Declaration) -> None:
-        """Raise the areas `d` names (and those of what it replaces) to `d`'s newest
-        instant at or before `now`."""
-        latest = self.declaration_changed(d)
-        if latest is None:
-            return
-        codes = list(d.areas)
-        for old in d.replaces:
-            if old in self.declarations:
-                codes += self.declarations[old].areas
-        for code in codes:
-            if code in self.tree.areas and (code not in touched or touched[code] < latest):
-                touched[code] = latest
-
-    def _inside_of(self, touched: dict[str, datetime]) -> dict[str, datetime]:
-        """Per area, the newest touch strictly inside it (one pass up the tree)."""
-        inside: dict[str, datetime] = {}
-        areas = self.tree.areas
-        for code in reversed(self.tree.order):
-            parent = areas[code].parent
-            if parent is None:
-                continue
-            mine = max((i for i in (touched.get(code), inside.get(code)) if i is not None),
-                       default=None)
-            if mine is not None and (parent not in inside or inside[parent] < mine):
-                inside[parent] = mine
-        return inside
 
     def evolved(self, changed: Mapping[str, Declaration], now: datetime,
                 crossed: Iterable[Declaration] = ()) -> World:
@@ -356,22 +352,6 @@ class World:
                     for old in d.replaces:
                         replacers[old] = [*replacers.get(old, ()), d.id]
             world._replacers = replacers
-        if self._touched is not None and self._inside is not None:
-            touched = dict(self._touched)
-            moved = [*changed.values(), *crossed]
-            for d in moved:
-                if d.is_published:
-                    world._touch(touched, d)
-            inside = dict(self._inside)
-            for d in moved:
-                for code in {*d.areas, *(a for old in d.replaces if old in declarations
-                                         for a in declarations[old].areas)}:
-                    if code not in self.tree.areas or code not in touched:
-                        continue
-                    for ancestor in self.tree.ancestors(code):
-                        if ancestor not in inside or inside[ancestor] < touched[code]:
-                            inside[ancestor] = touched[code]
-            world._touched, world._inside = touched, inside
         return world
 
     def windows_crossed(self, since: datetime, until: datetime) -> list[Declaration]:

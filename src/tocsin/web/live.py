@@ -176,7 +176,11 @@ class Holder:
         try:
             while True:
                 try:
-                    await _in_daemon_thread(self.check)
+                    old = self.current
+                    new = await _in_daemon_thread(self.check)
+                    if new is not None:  # render ahead what was asked for before, behind
+                        threading.Thread(target=self.warm, args=(
+                            new, old.site.missing_in(new.site)), daemon=True).start()
                 except Exception:  # keep serving the last good snapshot
                     log.exception("could not rebuild the snapshot; serving the previous one")
                     await asyncio.sleep(1.0)
