@@ -59,7 +59,7 @@ from machine import cpu_model, load_average, print_summary
 from scale_changes import Changer
 from scale_probe import QUIET, Client, cpu_seconds, process_tree, rss_kib, settle
 from scale_reads import QUICK, REGION, Budget, Served
-from scale_report import ROWS, Figure, print_table
+from scale_report import ROWS, Figure, error_line, print_table
 from serve import (
     BenchFailure,
     Processes,
@@ -233,7 +233,7 @@ class SizeRun:
         except Exception as failure:  # one broken measure must not lose the others
             text = str(failure).strip() or type(failure).__name__
             for row in rows or [name]:
-                self.figures.setdefault(row, Figure.failed(text.splitlines()[0]))
+                self.figures.setdefault(row, Figure.failed(text))
             self.say(f"  {name}: FAILED: {type(failure).__name__}: {text}")
         self.details.setdefault("step_seconds", {})[name] = round(
             time.perf_counter() - began, 1)
@@ -284,10 +284,11 @@ class SizeRun:
         first: float | None = None
         while time.monotonic() - began < self.budget.start:
             if self.server.poll() is not None:
-                why = f"exited with code {self.server.returncode}: {tail(log, 5)}"
-                self.say(f"  tocsin serve {why}")
+                self.say(f"  tocsin serve exited with code {self.server.returncode}: "
+                         f"{tail(log, 8)}")
                 if not worker:
-                    self.figures["start"] = Figure.failed(f"server {why.splitlines()[0]}")
+                    self.figures["start"] = Figure.failed(
+                        f"server exited ({self.server.returncode}): {error_line(tail(log))}")
                 return None
             try:
                 if client.get(path).status == 200:
@@ -388,7 +389,7 @@ class SizeRun:
             self.figures["publish_full"] = Figure.failed(full.error) if not full.timed_out \
                 else Figure.timeout(self.budget.publish_timeout)
             self.figures["publish_one"] = Figure.skipped("the full publish did not finish")
-            self.say(f"  publish --to (from empty): {full.error}")
+            self.say(f"  publish --to (from empty): {error_line(full.error)}")
             return
         self.figures["publish_full"] = Figure(
             f"{full.seconds:.1f} s, {full.files:,} files", None, f"{full.bytes / 2**20:,.0f} MiB",

@@ -149,7 +149,7 @@ class Changer:
         seconds = time.monotonic() - began
         if done.returncode != 0:
             return Published(seconds=seconds, error=f"exit {done.returncode}: "
-                             f"{(done.stderr or done.stdout).strip()[-300:]}")
+                             f"{(done.stderr or done.stdout).strip()[-3000:]}")
         report = json.loads(done.stdout)
         out = Published(seconds=seconds, files=int(report.get("files", 0)),
                         bytes=int(report.get("bytes", 0)), details={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,7 +29,8 @@ class Figure:
 
     @classmethod
     def failed(cls, message: str) -> Figure:
-        return cls("error", False, message[:160])
+        """An error, noted by the line of `message` that names it (a traceback's last)."""
+        return cls("error", False, error_line(message)[:200])
 
     @classmethod
     def skipped(cls, why: str) -> Figure:
@@ -40,6 +42,16 @@ class Figure:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def error_line(text: str) -> str:
+    """The line of a message or a log tail that says what went wrong: the last one naming an
+    exception or an error, else the first."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    named = [line for line in lines
+             if re.match(r"^(\w+\.)*\w*(Error|Exception|Exit)\b", line)
+             or line.lower().startswith("error")]
+    return (named[-1] if named else lines[0] if lines else "").replace("|", "/")
 
 
 ROWS: tuple[tuple[str, str, str], ...] = (
