@@ -3,6 +3,11 @@
 PostgreSQL comes from TOCSIN_TEST_POSTGRES_URL (set by scripts/with-postgres, which
 `make test` uses). Without it the PostgreSQL variants are skipped, unless
 TOCSIN_REQUIRE_POSTGRES=1 (as in CI), which makes its absence an error.
+
+The shared corpus (real CAP alerts, the OASIS schema, real boundaries) sits beside the
+repository in ../shared/corpus. A test that reads it is marked `corpus` (or calls
+`require_corpus()`); without the corpus it is skipped for one reason, unless
+TOCSIN_REQUIRE_CORPUS=1 (as in CI), which makes its absence a failure.
 """
 
 from __future__ import annotations
@@ -27,6 +32,39 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS = SHARED / "corpus"
 SET_UP_AT = datetime(2021, 12, 1, tzinfo=UTC)
 BACKENDS = ["sqlite", "postgresql"]
+
+
+CORPUS_ABSENT = (f"the shared corpus is not at {CORPUS} (it sits beside the repository, "
+                 "in ../shared/corpus)")
+
+
+def require_corpus() -> Path:
+    """The corpus folder; skips the calling test when it is absent, or fails it under
+    TOCSIN_REQUIRE_CORPUS=1. Every corpus test comes here, so the summary shows one reason."""
+    if not CORPUS.is_dir():
+        if os.environ.get("TOCSIN_REQUIRE_CORPUS") == "1":
+            pytest.fail(f"TOCSIN_REQUIRE_CORPUS=1 but {CORPUS_ABSENT}")
+        pytest.skip(CORPUS_ABSENT)
+    return CORPUS
+
+
+def corpus_files(folder: str) -> list[Path]:
+    """The corpus's XML files in `folder`, to parametrise over; without the corpus one
+    stand-in, so that the test is collected and skipped (or failed) like the others."""
+    if not CORPUS.is_dir():
+        return [CORPUS / folder / "corpus-absent.xml"]
+    return sorted((CORPUS / folder).glob("*.xml"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "corpus: the test reads the shared corpus in "
+                                       "../shared/corpus")
+
+
+@pytest.fixture(autouse=True)
+def _corpus_for_marked_tests(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("corpus") is not None:
+        require_corpus()
 
 
 def postgres_url() -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from lxml import etree
 from shapely.geometry import Polygon
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, require_corpus
 from tests.helpers import utc
 
 from tocsin.cap.alert import (
@@ -57,8 +57,7 @@ TWO_SQUARES = {"type": "MultiPolygon", "coordinates": [
 
 @pytest.fixture(scope="module")
 def schema() -> etree.XMLSchema:
-    if not CAP_XSD.exists():
-        pytest.skip(f"{CAP_XSD} is not here (the shared corpus sits beside the repository)")
+    require_corpus()
     return etree.XMLSchema(etree.parse(str(CAP_XSD)))
 
 
@@ -231,7 +230,7 @@ def test_big_rings_are_simplified_and_stay_valid(
     assert shape.is_valid and shape.area == pytest.approx(math.pi * 0.2 * 0.1, rel=0.01)
 
 
-@pytest.mark.skipif(not KZ_GEOJSON.exists(), reason=f"{KZ_GEOJSON} is not here")
+@pytest.mark.corpus
 def test_real_boundaries_make_valid_alerts(scheme: Scheme, schema: etree.XMLSchema) -> None:
     regions = AreaTree.build(read_areas_geojson(KZ_GEOJSON, GeoJSONMapping(
         code="ADM1_PCODE", names={"en": "ADM1_EN"}, repair=True)))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, corpus_files
 from typer.testing import CliRunner
 
 from tocsin.cap import check as check_module
@@ -20,11 +20,8 @@ from tocsin.domain.errors import InvalidInput
 
 CAP = CORPUS / "cap"
 OFFICIAL_XSD = CAP / "schema" / "CAP-v1.2.xsd"
-if not CAP.is_dir():
-    pytest.skip(f"{CAP} is not here (the shared corpus sits beside the repository)",
-                allow_module_level=True)
-VALID = sorted((CAP / "valid").glob("*.xml"))
-INVALID = sorted((CAP / "invalid").glob("*.xml"))
+VALID = corpus_files("cap/valid")
+INVALID = corpus_files("cap/invalid")
 SIGNATURE_ONLY = {"sc_bad_digest.xml", "sc_bad_signature_value.xml",
                   "tg_bad_signature_value.xml", "tg_bad_certificate.xml"}
 # file -> ("rules", the error rules check must report) or ("refused", text in the refusal)
@@ -60,6 +57,7 @@ def refusal(data: bytes, source: str = "test.xml") -> str:
 
 # --- the corpus ------------------------------------------------------------------------------
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
 def test_every_valid_corpus_file_has_no_error(path: Path) -> None:
     tree = capxml.parse(path.read_bytes(), path.name)
@@ -67,10 +65,12 @@ def test_every_valid_corpus_file_has_no_error(path: Path) -> None:
     assert errors(check(tree)) == []
 
 
+@pytest.mark.corpus
 def test_every_invalid_corpus_file_has_an_expectation() -> None:
     assert {p.name for p in INVALID} == set(EXPECTED)
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
 def test_every_invalid_corpus_file_is_refused_or_has_its_findings(path: Path) -> None:
     kind, expected = EXPECTED[path.name]
@@ -87,6 +87,7 @@ def test_every_invalid_corpus_file_is_refused_or_has_its_findings(path: Path) ->
         assert errors(findings) and rules(findings) == expected
 
 
+@pytest.mark.corpus
 def test_the_findings_name_path_line_and_rule() -> None:
     path = CAP / "invalid" / "google_cap11_empty_enums_bad_polygon.xml"
     findings = check_bytes(path.read_bytes(), path.name)
@@ -101,12 +102,14 @@ def test_the_findings_name_path_line_and_rule() -> None:
     assert "Expected is one of ( source, scope )" in missing_scope.message
 
 
+@pytest.mark.corpus
 def test_prefixed_documents_give_unprefixed_paths() -> None:
     path = CAP / "invalid" / "bz_missing_sender.xml"
     [finding] = check_bytes(path.read_bytes(), path.name)
     assert finding.path == "/alert/sent[1]" and "Expected is ( sender )" in finding.message
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize(("name", "profile"), [
     ("at_geosphere_thunderstorm_update_de_en.xml", "meteoalarm"),
     ("be_kmi_irm_update_4_languages.xml", "meteoalarm"),
@@ -119,6 +122,7 @@ def test_corpus_samples_meet_their_profile(name: str, profile: str) -> None:
     assert errors(check_bytes((CAP / "valid" / name).read_bytes(), name, [profile])) == []
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("path", VALID + INVALID, ids=lambda p: p.name)
 def test_the_packaged_and_the_official_schema_agree(path: Path) -> None:
     official = etree.XMLSchema(etree.parse(str(OFFICIAL_XSD)))
@@ -243,6 +247,7 @@ def test_comments_only_between_elements_and_around_the_alert_are_allowed() -> No
     assert "test.xml: line 10: a comment inside <alert>" in refusal(glued)
 
 
+@pytest.mark.corpus
 def test_only_comments_between_elements_occur_inside_corpus_alerts() -> None:
     """Three invalid Google test alerts carry comments between elements: they still parse,
     so that their real problems are reported (see EXPECTED); inside a text they would not."""
@@ -500,18 +505,21 @@ def cap_check(*args: str, data: bytes | None = None) -> Any:
     return runner.invoke(app, ["cap", "check", *args], input=data, env={"COLUMNS": "200"})
 
 
+@pytest.mark.corpus
 def test_cli_a_valid_file_exits_0() -> None:
     result = cap_check(str(CAP / "valid" / "oasis_02_thunderstorm_warning.xml"))
     assert result.exit_code == 0, result.output
     assert "CAP 1.2, no findings" in result.stdout
 
 
+@pytest.mark.corpus
 def test_cli_warnings_alone_exit_0() -> None:
     result = cap_check(str(CAP / "valid" / "dz_meteo_alert_fr.xml"))
     assert result.exit_code == 0, result.output
     assert "0 errors, " in result.stdout and "time.zone" in result.stdout
 
 
+@pytest.mark.corpus
 def test_cli_findings_exit_1_with_a_table() -> None:
     path = CAP / "invalid" / "google_update_empty_references.xml"
     result = cap_check(str(path))
@@ -520,6 +528,7 @@ def test_cli_findings_exit_1_with_a_table() -> None:
     assert "/alert/references[1]" in result.stdout
 
 
+@pytest.mark.corpus
 def test_cli_json_shape() -> None:
     result = cap_check(str(CAP / "invalid" / "google_missing_scope.xml"), "--json")
     assert result.exit_code == 1
@@ -546,12 +555,14 @@ def test_cli_reads_standard_input_and_applies_profiles() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["missing.xml"], "missing.xml: no such file (check the path, or give - for standard input"),
-    ([str(CAP / "invalid" / "google_xxe_doctype_foreign_elements.xml")],
-     "line 3: the document has a DOCTYPE"),
-    ([str(CAP / "invalid" / "sc_root_is_xsd_not_alert.xml")], "not a CAP alert"),
-    ([str(CAP)], "is a folder, not a file"),
-    (["--profile", "nope", str(CAP / "valid" / "oasis_01_homeland_security.xml")],
-     "CAP profile 'nope' is not known (known profiles: google, ipaws, meteoalarm, wmo)"),
+    pytest.param([str(CAP / "invalid" / "google_xxe_doctype_foreign_elements.xml")],
+                 "line 3: the document has a DOCTYPE", marks=pytest.mark.corpus),
+    pytest.param([str(CAP / "invalid" / "sc_root_is_xsd_not_alert.xml")], "not a CAP alert",
+                 marks=pytest.mark.corpus),
+    pytest.param([str(CAP)], "is a folder, not a file", marks=pytest.mark.corpus),
+    pytest.param(["--profile", "nope", str(CAP / "valid" / "oasis_01_homeland_security.xml")],
+                 "CAP profile 'nope' is not known (known profiles: google, ipaws, meteoalarm, "
+                 "wmo)", marks=pytest.mark.corpus),
 ])
 def test_cli_unreadable_or_refused_input_exits_2(args: list[str], message: str) -> None:
     result = cap_check(*args)

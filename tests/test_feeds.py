@@ -16,7 +16,7 @@ import httpx
 import pytest
 from lxml import etree
 from sqlalchemy import Engine
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, require_corpus
 from tests.helpers import request, utc
 from tests.web_server import running
 from typer.testing import CliRunner
@@ -53,8 +53,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def schema() -> etree.XMLSchema:
-    if not CAP_XSD.exists():
-        pytest.skip(f"{CAP_XSD} is not here (the shared corpus sits beside the repository)")
+    require_corpus()
     return etree.XMLSchema(etree.parse(str(CAP_XSD)))
 
 

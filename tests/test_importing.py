@@ -199,12 +199,6 @@ ORANGE = "elevated"
 """
 
 
-@pytest.fixture(autouse=True)
-def corpus() -> None:
-    if not VALID.exists():
-        pytest.skip(f"{VALID} is not here (the shared corpus sits beside the repository)")
-
-
 @pytest.fixture
 def world(engine: Engine) -> Engine:
     """The test database with the areas the corpus alerts name by geocode."""
@@ -293,10 +287,12 @@ VALID_OUTCOMES: dict[str, Imported | Refused] = {
 }
 
 
+@pytest.mark.corpus
 def test_the_table_names_every_valid_corpus_file() -> None:
     assert sorted(p.name for p in VALID.glob("*.xml")) == sorted(VALID_OUTCOMES)
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("name", sorted(VALID_OUTCOMES))
 def test_every_valid_corpus_file_imports_or_is_refused_for_a_named_reason(
         world: Engine, sources: Sources, name: str) -> None:
@@ -345,10 +341,12 @@ INVALID_OUTCOMES: dict[str, tuple[str, ...]] = {
 }
 
 
+@pytest.mark.corpus
 def test_the_table_names_every_invalid_corpus_file() -> None:
     assert sorted(p.name for p in INVALID.glob("*.xml")) == sorted(INVALID_OUTCOMES)
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("name", sorted(INVALID_OUTCOMES))
 def test_every_invalid_corpus_file_is_refused_by_name(world: Engine, sources: Sources,
                                                      name: str) -> None:
@@ -588,6 +586,7 @@ def seychelles_sources(tmp_path: Path, pem: bytes, trust: str) -> Sources:
     return read_sources(path)
 
 
+@pytest.mark.corpus
 def test_a_pinned_signer_is_trusted(world: Engine, tmp_path: Path) -> None:
     signed = VALID / "sc_meteo_alert_signed.xml"
     sources = seychelles_sources(tmp_path, embedded_certificate(signed), "pinned")
@@ -595,6 +594,7 @@ def test_a_pinned_signer_is_trusted(world: Engine, tmp_path: Path) -> None:
     assert report.outcome is Outcome.IMPORTED and report.signature == "intact, pinned signer"
 
 
+@pytest.mark.corpus
 def test_an_unpinned_signer_is_refused_when_the_source_pins(world: Engine,
                                                             tmp_path: Path) -> None:
     sources = seychelles_sources(tmp_path, stranger_certificate(), "pinned")
@@ -605,6 +605,7 @@ def test_an_unpinned_signer_is_refused_when_the_source_pins(world: Engine,
     assert dump(world) == before
 
 
+@pytest.mark.corpus
 def test_an_unpinned_signer_is_noted_when_the_source_trusts_any(world: Engine,
                                                                 tmp_path: Path) -> None:
     sources = seychelles_sources(tmp_path, stranger_certificate(), "any")
@@ -613,6 +614,7 @@ def test_an_unpinned_signer_is_noted_when_the_source_trusts_any(world: Engine,
     assert any("accepted because trust = \"any\"" in n for n in report.notes)
 
 
+@pytest.mark.corpus
 def test_an_expired_certificate_is_a_warning(world: Engine, sources: Sources) -> None:
     report = ingest(world, (VALID / "sc_meteo_alert_signed.xml").read_bytes(), sources,
                     now=datetime(2025, 1, 1, tzinfo=UTC))
@@ -629,6 +631,7 @@ def test_an_unsigned_alert_is_refused_where_a_signature_is_required(
         ingest(world, unsigned, sources)
 
 
+@pytest.mark.corpus
 def test_a_named_source_and_an_iso_8859_1_document(world: Engine, tmp_path: Path) -> None:
     path = tmp_path / "usgs.toml"
     path.write_text(textwrap.dedent("""\
@@ -682,6 +685,7 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
+@pytest.mark.corpus
 def test_reading_over_http(world: Engine, sources: Sources, server: str) -> None:
     at = (VALID / "at_geosphere_thunderstorm_update_de_en.xml").read_bytes()
     _Handler.routes = {
@@ -724,6 +728,7 @@ def cli(url: str, *args: str, stdin: bytes | None = None) -> Any:
                               "TOCSIN_SOURCES": ""})
 
 
+@pytest.mark.corpus
 def test_cli_imports_and_reports(world: Engine, db_url: str, sources_file: Path,
                                  tmp_path: Path) -> None:
     now = datetime.now(UTC)
@@ -751,6 +756,7 @@ def test_cli_imports_and_reports(world: Engine, db_url: str, sources_file: Path,
     assert "expired at 2024-07-12T12:00:00Z: stored, no level declared" in piped.stdout
 
 
+@pytest.mark.corpus
 def test_cli_uses_the_sources_setting_and_a_named_source(world: Engine, db_url: str,
                                                          sources_file: Path) -> None:
     at = str(VALID / "at_geosphere_thunderstorm_update_de_en.xml")
@@ -765,6 +771,7 @@ def test_cli_uses_the_sources_setting_and_a_named_source(world: Engine, db_url: 
     assert unknown.exit_code == 2 and "source 'kmi' is not known" in unknown.stderr
 
 
+@pytest.mark.corpus
 def test_cli_refusals_exit_2(world: Engine, db_url: str, sources_file: Path) -> None:
     before = dump(world)
     result = cli(db_url, str(INVALID / "sc_bad_digest.xml"), "--sources", str(sources_file),
@@ -801,6 +808,7 @@ BAD_SOURCES = [
 ]
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize(("old", "new", "message"), BAD_SOURCES)
 def test_cli_bad_sources_files_name_the_key(world: Engine, db_url: str, tmp_path: Path,
                                             old: str, new: str, message: str) -> None:

@@ -38,6 +38,7 @@ def test_shipped_schemes_parse_with_every_text_in_every_language() -> None:
     assert schemes["meteoalarm"].baseline == "green"
 
 
+@pytest.mark.corpus
 def test_real_boundary_file_refuses_its_invalid_shape_then_repairs_it() -> None:
     with pytest.raises(InvalidInput, match=r"feature 20 \(KAZ020\): geometry is not valid: "
                                            r"Ring Self-intersection"):

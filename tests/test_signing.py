@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, require_corpus
 from tests.test_cap import SENDER, declare
 from typer.testing import CliRunner
 
@@ -45,8 +45,7 @@ def sign_cap(xml: bytes, signer: CapSigner) -> bytes:
 
 def corpus(name: str) -> bytes:
     path = CAP / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here (the shared corpus sits beside the repository)")
+    require_corpus()
     return path.read_bytes()
 
 
@@ -255,8 +254,7 @@ def test_document_signatures_verify_and_an_altered_byte_fails(store: Path) -> No
 @pytest.fixture(scope="module")
 def schema() -> etree.XMLSchema:
     path = CAP / "schema" / "CAP-v1.2.xsd"
-    if not path.exists():
-        pytest.skip(f"{path} is not here (the shared corpus sits beside the repository)")
+    require_corpus()
     return etree.XMLSchema(etree.parse(str(path)))
 
 

@@ -149,7 +149,7 @@ def geometry_world(path: Path) -> World:
     return World(tree, schemes, {})
 
 
-@pytest.mark.skipif(not KZ_GEOJSON.exists(), reason=f"{KZ_GEOJSON} is not here")
+@pytest.mark.corpus
 def test_map_draws_real_shapes_when_every_area_has_one() -> None:
     geo = geometry_world(KZ_GEOJSON)
     at = utc(2022, 1, 15)
