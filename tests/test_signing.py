@@ -31,7 +31,8 @@ from tocsin.domain.errors import InvalidInput
 from tocsin.domain.scheme import Scheme
 from tocsin.ingest.areas import read_areas_csv
 from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
-from tocsin.service import keys
+from tocsin.service import keys, queries
+from tocsin.store.database import connect
 
 CAP = CORPUS / "cap"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -58,6 +59,13 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "keys"
     monkeypatch.setenv("TOCSIN_KEYS_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def keys_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A database for `tocsin keys` to write its audit entries to."""
+    monkeypatch.setenv("TOCSIN_DATABASE_URL", db_url)
+    return db_url
 
 
 def cli(*args: str) -> Any:
@@ -129,7 +137,7 @@ def test_a_cap_key_whose_certificate_is_lost_cannot_sign(store: Path) -> None:
         keys.cap_signer(store)
 
 
-def test_tocsin_keys_through_the_command_line(store: Path) -> None:
+def test_tocsin_keys_through_the_command_line(store: Path, keys_db: str) -> None:
     document = cli_json("keys", "create", "document")
     cap = cli_json("keys", "create", "cap", "--subject", "CN=Alerts,O=Authority,C=KZ",
                    "--days", "30", "--algorithm", "ecdsa")
@@ -171,13 +179,36 @@ def test_tocsin_keys_through_the_command_line(store: Path) -> None:
      "--key /nowhere/k.pem: No such file or directory"),
 ])
 def test_bad_input_exits_2_naming_the_problem_and_the_fix(
-        store: Path, args: tuple[str, ...], message: str) -> None:
+        store: Path, keys_db: str, args: tuple[str, ...], message: str) -> None:
     result = cli(*args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split())
 
 
-def test_an_unknown_key_id_suggests_the_known_ones(store: Path) -> None:
+def test_every_change_to_the_key_store_is_audited_and_a_refused_one_is_not(
+        store: Path, keys_db: str) -> None:
+    engine = connect(keys_db)
+    try:
+        first = cli_json("keys", "create", "document")
+        second = cli_json("keys", "create", "cap", "--subject", "CN=Alerts", "--days", "30",
+                          "--algorithm", "ecdsa")
+        third = cli_json("keys", "create", "document")
+        assert cli_json("keys", "activate", first["id"])["state"] == "active"
+        assert cli_json("keys", "retire", first["id"])["state"] == "retired"
+        assert cli("keys", "activate", "0123").exit_code == 2
+        entries = queries.audit_tail(engine, 5)
+        assert [(e.action, e.subject, e.details["retired"]) for e in entries] == [
+            ("key.created", first["id"], []), ("key.created", second["id"], []),
+            ("key.created", third["id"], [first["id"]]),
+            ("key.activated", first["id"], [third["id"]]), ("key.retired", first["id"], [])]
+        assert {e.actor.partition(":")[0] for e in entries} == {"local-operator"}
+        assert entries[1].details["subject"] == "CN=Alerts"
+        assert queries.verify_audit(engine).ok
+    finally:
+        engine.dispose()
+
+
+def test_an_unknown_key_id_suggests_the_known_ones(store: Path, keys_db: str) -> None:
     made = keys.create_document_key(store, now=NOW)
     result = cli("keys", "retire", made.id[:-1] + "x")
     assert result.exit_code == 2
@@ -195,7 +226,7 @@ def write_pem(folder: Path, key: Any, certificate: x509.Certificate, name: str =
 
 
 def test_import_takes_a_matching_pair_and_refuses_a_mismatched_one(
-        store: Path, tmp_path: Path) -> None:
+        store: Path, keys_db: str, tmp_path: Path) -> None:
     key, certificate = make_certificate("CN=Imported", days=365)
     key_path, cert_path = write_pem(tmp_path, key, certificate)
     imported = cli_json("keys", "import", "cap", "--key", str(key_path), "--cert", str(cert_path))

@@ -3,6 +3,7 @@ TOCSIN_KEYS_DIR. Private key material is never printed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -53,14 +54,15 @@ def create(
             if given:
                 raise InvalidInput(f"{', '.join(given)} only apply to cap keys",
                                    "leave them out: document keys are always Ed25519")
-            info = keys.create_document_key(folder(), now=ctx.now())
+            info = _audited("created", lambda: keys.create_document_key(folder(), now=ctx.now()))
         else:
             if not subject:
                 raise InvalidInput("--subject is missing", "name the certificate's subject, "
                                    "e.g. --subject 'CN=Alerts,O=Authority,C=KZ'")
-            info = keys.create_cap_key(folder(), subject=subject,
-                                       days=DEFAULT_DAYS if days is None else days,
-                                       algorithm=algorithm or "rsa", now=ctx.now())
+            named: str = subject
+            info = _audited("created", lambda: keys.create_cap_key(
+                folder(), subject=named, days=DEFAULT_DAYS if days is None else days,
+                algorithm=algorithm or "rsa", now=ctx.now()))
     _done("created", info, json_out)
 
 
@@ -78,8 +80,14 @@ def import_(
             raise InvalidInput("only cap keys can be imported",
                                "create document keys here: tocsin keys create document")
         key_pem, cert_pem = _read(key, "--key"), _read(cert, "--cert")
-        info = keys.import_cap_key(folder(), key_pem=key_pem, cert_pem=cert_pem, now=ctx.now())
+        info = _audited("imported", lambda: keys.import_cap_key(
+            folder(), key_pem=key_pem, cert_pem=cert_pem, now=ctx.now()))
     _done("imported", info, json_out)
+
+
+def _audited(action: str, make: Callable[[], keys.KeyInfo]) -> keys.KeyInfo:
+    """The key store change `make`, written to the audit log with it."""
+    return keys.audited(ctx.engine(), folder(), action, make, now=ctx.now(), actor=ctx.actor())
 
 
 def _read(path: Path, flag: str) -> bytes:
@@ -115,7 +123,7 @@ def activate(key_id: Annotated[str, typer.Argument(metavar="ID")], json_out: Jso
              ) -> None:
     """Sign with this key from now on; the active key of its kind is retired."""
     with ctx.refusals():
-        info = keys.activate(folder(), key_id, now=ctx.now())
+        info = _audited("activated", lambda: keys.activate(folder(), key_id, now=ctx.now()))
     _done("activated", info, json_out)
 
 
@@ -124,7 +132,7 @@ def retire(key_id: Annotated[str, typer.Argument(metavar="ID")], json_out: Json 
            ) -> None:
     """Stop signing with this key; it stays listed so old signatures still verify."""
     with ctx.refusals():
-        info = keys.retire(folder(), key_id)
+        info = _audited("retired", lambda: keys.retire(folder(), key_id))
     _done("retired", info, json_out)
     if not json_out and not any(k.kind is info.kind and k.state is keys.KeyState.ACTIVE
                                 for k in keys.list_keys(folder())):

@@ -26,7 +26,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,10 +38,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from sqlalchemy import Engine
 
 from tocsin.cap.sign import CapSigner, SigningError
 from tocsin.domain.errors import InvalidInput, NotFound, unknown
 from tocsin.domain.times import iso, parse_instant
+from tocsin.service.change import change
+from tocsin.store.database import check_current
 
 MANIFEST = "manifest.json"
 DOCUMENT_ALGORITHM = "ed25519"
@@ -190,6 +193,25 @@ def import_cap_key(folder: Path, *, key_pem: bytes, cert_pem: bytes, now: dateti
                            f" to {leaf.not_valid_after_utc:%Y-%m-%d}, not now",
                            "import a current certificate")
     return _add_cap(folder, key, chain, now)
+
+
+def audited(engine: Engine, folder: Path, action: str, make: Callable[[], KeyInfo], *,
+            now: datetime, actor: str) -> KeyInfo:
+    """Run one change to the key store (`make`: create, import, activate or retire) and write
+    its audit entry (`key.ACTION`: the key, and any key it retired) in one transaction: the
+    store changes only when the database is there to record it, and a refused change
+    records nothing."""
+    check_current(engine)
+    with change(engine, now=now, actor=actor) as unit:
+        before = {k.id: k.state for k in list_keys(folder)}
+        info = make()
+        retired = sorted(k.id for k in list_keys(folder) if k.id != info.id
+                         and k.state is KeyState.RETIRED and before.get(k.id) is KeyState.ACTIVE)
+        unit.audit(f"key.{action}", info.id, {
+            "kind": str(info.kind), "algorithm": info.algorithm, "state": str(info.state),
+            "subject": info.subject, "not_after": iso(info.not_after) if info.not_after else None,
+            "retired": retired})
+        return info
 
 
 def list_keys(folder: Path) -> list[KeyInfo]:
