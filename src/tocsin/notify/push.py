@@ -2,8 +2,9 @@
 aes128gcm) and signed with the authority's VAPID key (RFC 8292), POSTed to the push service
 that holds the browser's subscription.
 
-pywebpush encrypts and py_vapid signs; the POST is ours, so that redirects are not followed
-and every answer (Retry-After, 404/410) reaches the Outcome.
+pywebpush encrypts and py_vapid signs; the POST is ours, through tocsin's guarded client
+(tocsin.service.outgoing), so that redirects are not followed, private addresses are refused
+unless allowed, and every answer (Retry-After, 404/410) reaches the Outcome.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.notify import LEVELS_CHANGED, Job, Outcome
 from tocsin.service.keys import VapidKey
+from tocsin.service.outgoing import GuardedClient
+from tocsin.service.targets import PRIVATE_FIX, PrivateAddress
 
 MAX_PLAINTEXT = 3993
 """A push message body is at most 4096 octets (RFC 8291); aes128gcm adds an 86-octet header,
@@ -47,10 +50,11 @@ WORDS: dict[str, dict[str, str]] = {
 class PushSender:
     """Sends level changes to browsers (the `push` channel)."""
 
-    def __init__(self, vapid: VapidKey, *, contact: str, ttl: int = 86400,
-                 timeout: float = 10.0) -> None:
+    def __init__(self, vapid: VapidKey, *, contact: str, allow_private: bool,
+                 ttl: int = 86400, timeout: float = 10.0) -> None:
         """`contact` is the VAPID `sub`: a mailto: address or an https URL where the push
-        services can reach the operator. Refuses (InvalidInput) anything else."""
+        services can reach the operator. Refuses (InvalidInput) anything else. Push services
+        on private addresses are refused unless `allow_private`."""
         self._vapid = Vapid02(private_key=vapid.private_key)
         try:
             self._vapid.sign({"sub": contact, "aud": "https://push.example"})
@@ -65,7 +69,8 @@ class PushSender:
         self._contact = contact
         self._ttl = ttl
         self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._allow_private = allow_private
+        self._guarded: GuardedClient | None = None
 
     async def send(self, job: Job) -> Outcome:
         """One POST to the browser's push service. 2xx: delivered; 404/410: gone; 400/413:
@@ -91,27 +96,29 @@ class PushSender:
                    "Content-Type": "application/octet-stream", "TTL": str(self._ttl),
                    "Urgency": "high" if any(_raised(c) for c in job.changes) else "normal"}
         try:
-            async with self._client().post(job.target, data=body, headers=headers,
-                                           allow_redirects=False) as response:
+            async with self._client().request("POST", job.target, data=body,
+                                              headers=headers) as response:
                 said = b"" if response.status in DELIVERED else await response.content.read(200)
                 return _outcome(response.status, response.reason or "",
                                 response.headers.get("Retry-After"),
                                 said.decode("utf-8", "replace").strip())
+        except PrivateAddress as error:
+            return Outcome(False, f"refused: {error}; {PRIVATE_FIX}", permanent=True)
         except TimeoutError:
             return Outcome(False, f"timed out after {self._timeout:g} s")
         except (aiohttp.ClientError, OSError) as error:
             return Outcome(False, f"cannot reach the push service ({error!s})")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._guarded is not None:
+            await self._guarded.close()
+            self._guarded = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout))
-        return self._session
+    def _client(self) -> GuardedClient:
+        if self._guarded is None:
+            self._guarded = GuardedClient(allow_private=self._allow_private,
+                                          timeout=self._timeout)
+        return self._guarded
 
 
 def payload(job: Job) -> dict[str, Any]:

@@ -2,16 +2,16 @@
 
 aiohttp rather than httpx here: the delivery path is the hot one (a countrywide level goes to
 every subscriber at once) and aiohttp's client does more requests a second per core.
-Every connection goes through a resolver that refuses private and loopback addresses unless
-the operator allows them, so a host name that changes its answer after it was registered
-(DNS rebinding) cannot turn tocsin against the network it runs in.
+Every connection goes through tocsin's one guarded client (tocsin.service.outgoing), which
+connects only to addresses it checked as public unless the operator allows private ones, so
+a host name that changes its answer after it was registered (DNS rebinding) cannot turn
+tocsin against the network it runs in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -19,39 +19,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tocsin.domain.notify import Job, Outcome
 from tocsin.notify import signing
-from tocsin.service.targets import PRIVATE_FIX, is_public
+from tocsin.service.outgoing import GuardedClient
+from tocsin.service.targets import PRIVATE_FIX, PrivateAddress
 
 USER_AGENT = "tocsin-webhooks/1"
-
-
-class PrivateAddress(OSError):
-    pass
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp's threaded resolver, refusing answers that are not public addresses."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._allow_private = allow_private
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        if not self._allow_private:
-            for entry in found:
-                if not is_public(entry["host"]):
-                    raise PrivateAddress(f"{host} resolves to a private address "
-                                         f"({entry['host']})")
-        return found
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 class Poster:
@@ -62,32 +37,26 @@ class Poster:
                  clock: Callable[[], float] = time.time) -> None:
         self._allow_private = allow_private
         self._per_endpoint = per_endpoint
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
+        self._timeout = timeout
         self._clock = clock
         self._limits: dict[str, asyncio.Semaphore] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._guarded: GuardedClient | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self._allow_private), limit=0,
-                limit_per_host=self._per_endpoint, ttl_dns_cache=60)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout,
-                headers={"User-Agent": USER_AGENT}, auto_decompress=False)
-        return self._session
+    def _client(self) -> GuardedClient:
+        if self._guarded is None:
+            self._guarded = GuardedClient(
+                allow_private=self._allow_private, timeout=self._timeout,
+                per_host=self._per_endpoint, headers={"User-Agent": USER_AGENT},
+                auto_decompress=False)
+        return self._guarded
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        if not self._allow_private and _is_ip(host) and not is_public(host):
-            return Outcome(False, f"refused: {host} is a private address; {PRIVATE_FIX}",
-                           permanent=True)
         origin = f"{parts.scheme}://{parts.netloc}"
         limit = self._limits.setdefault(origin, asyncio.Semaphore(self._per_endpoint))
         try:
-            async with limit, self._client().post(url, data=body, headers=headers,
-                                                   allow_redirects=False) as answer:
+            async with limit, self._client().request("POST", url, data=body,
+                                                      headers=headers) as answer:
                 await answer.read()
                 return outcome_of(answer.status, answer.reason or "",
                                   answer.headers.get("Retry-After"), self._clock())
@@ -95,20 +64,15 @@ class Poster:
             return Outcome(False, f"refused: {error}; {PRIVATE_FIX}", permanent=True)
         except TimeoutError:
             return Outcome(False, "timed out")
-        except aiohttp.ClientConnectorError as error:
-            if isinstance(error.os_error, PrivateAddress):
-                return Outcome(False, f"refused: {error.os_error}; {PRIVATE_FIX}",
-                               permanent=True)
-            return Outcome(False, f"could not connect: {error}"[:300])
         except aiohttp.ClientError as error:
             return Outcome(False, f"could not connect: {error}"[:300])
         except OSError as error:
             return Outcome(False, f"network error: {error}"[:300])
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._guarded is not None:
+            await self._guarded.close()
+            self._guarded = None
 
 
 class WebhookSender:
@@ -168,10 +132,3 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     return max(0.0, when.timestamp() - now)
 
-
-def _is_ip(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except OSError:
-        return False
-    return True

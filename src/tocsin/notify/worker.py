@@ -107,7 +107,8 @@ def make_senders(engine: Engine, config: settings.Settings, tuning: Tuning,
     vapid = keys.vapid_key(folder, create=False)
     if vapid is not None:
         from tocsin.notify.push import PushSender
-        out[Channel.PUSH] = PushSender(vapid, contact=config.push_contact)
+        out[Channel.PUSH] = PushSender(vapid, contact=config.push_contact,
+                                       allow_private=config.allow_private_targets)
     return out
 
 
