@@ -694,7 +694,7 @@ def test_reading_over_http(world: Engine, sources: Sources, server: str) -> None
         "/loop": (302, b"", {"Location": "/loop"}),
         "/big.xml": (200, b"<alert>" + b" " * MAX_BYTES + b"</alert>", {}),
     }
-    data, label = read_location(f"{server}/moved")
+    data, label = read_location(f"{server}/moved", allow_private=True)
     assert data == at and label == f"{server}/moved"
     report = import_document(world, data, label, sources, now=sent_of(at))
     assert report.outcome is Outcome.IMPORTED
@@ -703,18 +703,18 @@ def test_reading_over_http(world: Engine, sources: Sources, server: str) -> None
             t.audit_log.c.action == "cap.imported")).scalar_one()
     assert audit["from"] == f"{server}/moved"
     with pytest.raises(InvalidInput, match=rf"{server}/missing: the server answered 404"):
-        read_location(f"{server}/missing")
+        read_location(f"{server}/missing", allow_private=True)
     with pytest.raises(InvalidInput, match=rf"{server}/loop: more than 3 redirects"):
-        read_location(f"{server}/loop")
-    big, label = read_location(f"{server}/big.xml")
+        read_location(f"{server}/loop", allow_private=True)
+    big, label = read_location(f"{server}/big.xml", allow_private=True)
     assert len(big) == MAX_BYTES + 1
     with pytest.raises(InvalidInput, match=rf"{server}/big.xml: the document is larger than "
                        "the 1 MiB"):
         import_document(world, big, label, sources, now=sent_of(at))
     with pytest.raises(InvalidInput, match=r"http://127\.0\.0\.1:9/x\.xml: cannot be fetched"):
-        read_location("http://127.0.0.1:9/x.xml")
+        read_location("http://127.0.0.1:9/x.xml", allow_private=True)
     with pytest.raises(InvalidInput, match="only http and https"):
-        read_location("ftp://example.org/x.xml")
+        read_location("ftp://example.org/x.xml", allow_private=True)
 
 
 # --- the command line --------------------------------------------------------------------

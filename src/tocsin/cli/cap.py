@@ -35,7 +35,9 @@ def check(
     """
     with ctx.refusals():
         profiles = profile_names(profile or [])
-        data, source = read_location(file, stdin=typer.get_binary_stream("stdin"))
+        data, source = read_location(
+            file, stdin=typer.get_binary_stream("stdin"),
+            allow_private=ctx.current_settings().allow_private_targets)
         tree = capxml.parse(data, source)
         version = capxml.version(tree, source)
         findings = check_tree(tree, profiles=profiles)

@@ -38,8 +38,9 @@ def ingest(
     alert: IncomingAlert | None = None
     try:
         sources = _sources(sources_file)
-        raw, label = importing.read_location(location,
-                                             stdin=typer.get_binary_stream("stdin"))
+        raw, label = importing.read_location(
+            location, stdin=typer.get_binary_stream("stdin"),
+            allow_private=ctx.current_settings().allow_private_targets)
         received = importing.receive(raw, label)
         alert = received.alert
         report = importing.import_alert(ctx.engine(), received, sources, now=ctx.now(),

@@ -14,6 +14,7 @@ declared. The document as received is what is stored, so that anyone can verify 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import sys
@@ -23,8 +24,9 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urljoin
 
-import httpx
+import aiohttp
 from sqlalchemy import Connection, Engine, insert, select
 
 from tocsin.cap import xml as capxml
@@ -54,12 +56,17 @@ from tocsin.service.commands import (
     record_declaration,
     stamped,
 )
+from tocsin.service.outgoing import GuardedClient
+from tocsin.service.targets import PRIVATE_FIX, PrivateAddress
 from tocsin.store import records
 from tocsin.store import tables as t
 from tocsin.store.database import check_current
 
 TIMEOUT = 10.0
 MAX_REDIRECTS = 3
+REDIRECTS = {301, 302, 303, 307, 308}
+HEADERS = {"User-Agent": "tocsin", "Accept": "application/cap+xml, application/xml, "
+           "text/xml;q=0.9, */*;q=0.1"}
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 CHECK_HINT = "ask the sender for a valid alert; 'tocsin cap check FILE' lists every finding"
 
@@ -102,9 +109,11 @@ class ImportReport:
 
 # --- reading -----------------------------------------------------------------------------
 
-def read_location(location: str, *, stdin: BinaryIO | None = None) -> tuple[bytes, str]:
+def read_location(location: str, *, allow_private: bool,
+                  stdin: BinaryIO | None = None) -> tuple[bytes, str]:
     """The bytes at `location` (a path, '-' for standard input, or an http(s) URL) and a label
-    naming it; at most one byte over the CAP size limit, so `receive` can refuse the excess."""
+    naming it; at most one byte over the CAP size limit, so `receive` can refuse the excess.
+    A URL (and every redirect) must be on a public address unless `allow_private`."""
     if location == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         return stream.read(capxml.MAX_BYTES + 1), "standard input"
@@ -112,7 +121,7 @@ def read_location(location: str, *, stdin: BinaryIO | None = None) -> tuple[byte
         if not location.lower().startswith(("http://", "https://")):
             raise InvalidInput(f"{location}: only http and https URLs are read",
                                "download the alert and give the file, or give an http(s) URL")
-        return _download(location), location
+        return _download(location, allow_private=allow_private), location
     path = Path(location)
     try:
         with path.open("rb") as stream:
@@ -129,31 +138,48 @@ def read_location(location: str, *, stdin: BinaryIO | None = None) -> tuple[byte
                            "check the file's permissions") from None
 
 
-def _download(url: str) -> bytes:
-    headers = {"User-Agent": "tocsin", "Accept": "application/cap+xml, application/xml, "
-               "text/xml;q=0.9, */*;q=0.1"}
+def _download(url: str, *, allow_private: bool) -> bytes:
+    """Through tocsin's guarded client (tocsin.service.outgoing): each redirect is a new
+    request, so each hop's address is checked again."""
     try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                          headers=headers) as client, client.stream("GET", url) as response:
-            if not response.is_success:
-                raise InvalidInput(f"{url}: the server answered {response.status_code} "
-                                   f"{response.reason_phrase}".rstrip(),
-                                   "check the URL; the alert may have been withdrawn")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > capxml.MAX_BYTES:
-                    break
-            return bytes(body[:capxml.MAX_BYTES + 1])
-    except httpx.TooManyRedirects:
-        raise InvalidInput(f"{url}: more than {MAX_REDIRECTS} redirects",
-                           "give the URL the alert finally lives at") from None
-    except httpx.TimeoutException:
+        return asyncio.run(_fetch(url, allow_private=allow_private))
+    except PrivateAddress as error:
+        raise InvalidInput(f"{url}: refused, {error}", PRIVATE_FIX) from None
+    except TimeoutError:
         raise InvalidInput(f"{url}: no answer within {TIMEOUT:g} seconds",
                            "try again later, or download the alert and give the file") from None
-    except (httpx.HTTPError, httpx.InvalidURL) as error:
+    except (aiohttp.ClientError, OSError, ValueError) as error:
         raise InvalidInput(f"{url}: cannot be fetched: {error or type(error).__name__}",
                            "check the URL and the network") from None
+
+
+async def _fetch(url: str, *, allow_private: bool) -> bytes:
+    client = GuardedClient(allow_private=allow_private, timeout=TIMEOUT, headers=HEADERS)
+    try:
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            async with client.request("GET", current) as response:
+                target = response.headers.get("Location")
+                if response.status in REDIRECTS and target:
+                    current = urljoin(current, target)
+                    if not current.lower().startswith(("http://", "https://")):
+                        raise InvalidInput(f"{url}: redirects to {current[:200]!r}",
+                                           "give the http(s) URL the alert lives at")
+                    continue
+                if not 200 <= response.status < 300:
+                    raise InvalidInput(f"{url}: the server answered {response.status} "
+                                       f"{response.reason or ''}".rstrip(),
+                                       "check the URL; the alert may have been withdrawn")
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > capxml.MAX_BYTES:
+                        break
+                return bytes(body[:capxml.MAX_BYTES + 1])
+        raise InvalidInput(f"{url}: more than {MAX_REDIRECTS} redirects",
+                           "give the URL the alert finally lives at")
+    finally:
+        await client.close()
 
 
 def receive(data: bytes, label: str) -> Received:
