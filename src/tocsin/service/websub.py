@@ -10,9 +10,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
+from tocsin.domain.errors import Conflict
 from tocsin.store import tables as t
 from tocsin.store.database import queueing, reading
 
@@ -39,15 +41,21 @@ def lease_for(asked: int | None) -> timedelta:
 
 
 def activate(engine: Engine, topic: str, callback: str, secret: str | None,
-             lease: timedelta, *, now: datetime, etag: str | None) -> Subscription:
+             lease: timedelta, *, now: datetime, etag: str | None,
+             per_host: int | None = None) -> Subscription:
     """Store (or renew) a confirmed subscription; `etag` is the topic's current version,
-    which the subscriber does not need pushed again."""
+    which the subscriber does not need pushed again. Conflict when it is new and the
+    callback's host holds `per_host` subscriptions already."""
     expires = now + lease
     with queueing(engine) as conn:
         found = conn.execute(select(t.websub_subscriptions.c.id).where(
             t.websub_subscriptions.c.topic == topic,
             t.websub_subscriptions.c.callback == callback)).scalar()
         if found is None:
+            host = urlsplit(callback).hostname or ""
+            if per_host is not None and _count_for_host(conn, host) >= per_host:
+                raise Conflict(f"hub.callback host {host!r} has {per_host} subscriptions "
+                               "already", "unsubscribe from topics you no longer need")
             found = secrets.token_hex(8)
             conn.execute(insert(t.websub_subscriptions).values(
                 id=found, topic=topic, callback=callback, secret=secret, state="active",
@@ -58,6 +66,28 @@ def activate(engine: Engine, topic: str, callback: str, secret: str | None,
                          .values(secret=secret, state="active", lease_expires_at=expires,
                                  last_etag=etag))
     return Subscription(found, topic, callback, secret, expires, etag)
+
+
+def exists(engine: Engine, topic: str, callback: str) -> bool:
+    """Whether `callback` holds a subscription to `topic`."""
+    c = t.websub_subscriptions.c
+    with reading(engine) as conn:
+        return conn.execute(select(func.count()).where(
+            c.topic == topic, c.callback == callback)).scalar_one() > 0
+
+
+def count_for_host(engine: Engine, host: str) -> int:
+    """How many subscriptions have their callback on `host`."""
+    with reading(engine) as conn:
+        return _count_for_host(conn, host)
+
+
+def _count_for_host(conn: Connection, host: str) -> int:
+    c = t.websub_subscriptions.c
+    pattern = "%://%" + host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    callbacks = conn.execute(select(c.callback).where(
+        func.lower(c.callback).like(pattern, escape="\\"))).scalars()
+    return sum(urlsplit(callback).hostname == host for callback in callbacks)
 
 
 def remove(engine: Engine, topic: str, callback: str) -> bool:

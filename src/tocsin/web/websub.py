@@ -1,10 +1,13 @@
 """tocsin as its own WebSub hub (W3C WebSub): subscribers confirm their intent, then every new
 version of a feed is pushed to them, signed with their secret when they gave one.
 
-Topics are the feeds' public URLs (TOCSIN_PUBLIC_URL + /feeds/…). The server verifies intent;
-pushes go through the notification workers' delivery queue (tocsin.notify.websub), with
-retries, like every other delivery; `StoreFeeds` gives the workers the feeds' bytes as the
-servers render them.
+Topics are the feeds' public URLs (TOCSIN_PUBLIC_URL + /feeds/…). The server verifies intent
+through tocsin's guarded client (tocsin.service.outgoing: public addresses only, unless
+allowed, checked at connection); the endpoint is rate-limited per client, at most
+MAX_VERIFYING verifications run at once, and one callback host holds at most
+MAX_PER_CALLBACK_HOST subscriptions. Pushes go through the notification workers' delivery
+queue (tocsin.notify.websub), with retries, like every other delivery; `StoreFeeds` gives
+the workers the feeds' bytes as the servers render them.
 """
 
 from __future__ import annotations
@@ -19,28 +22,38 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import httpx
+import aiohttp
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tocsin import settings
-from tocsin.domain.errors import InvalidInput, TocsinError
+from tocsin.domain.errors import InvalidInput, RateLimited, TocsinError
 from tocsin.render import urls
 from tocsin.render.errors import Refusal
 from tocsin.service import targets, websub
+from tocsin.service.outgoing import GuardedClient
+from tocsin.service.targets import PrivateAddress
 from tocsin.store import records
 from tocsin.store.database import reading
 from tocsin.web import snapshot as snapshots
-from tocsin.web.authority import error_response, read_body
+from tocsin.web.authority import client_key, error_response, read_body
 from tocsin.web.documents import Document
+from tocsin.web.guard import Limiter
 from tocsin.web.snapshot import Snapshot
 
 HUB_PATH = urls.WEBSUB_HUB
 FEEDS = "/feeds/"
 TIMEOUT = 10.0
 MAX_SECRET = 199
+PER_MINUTE = 30
+BURST = 10
+"""Hub requests a client may make: each may start a verification request."""
+MAX_VERIFYING = 64
+"""Verifications under way at once, per server process."""
+MAX_PER_CALLBACK_HOST = 100
+"""Subscriptions (active or being verified) whose callbacks are on one host."""
 log = logging.getLogger("tocsin.websub")
 T = TypeVar("T")
 
@@ -55,22 +68,39 @@ def check_callback(url: str, *, allow_private: bool) -> str:
 
 
 class Hub:
-    def __init__(self, engine: Engine, holder: Any) -> None:
+    def __init__(self, engine: Engine, holder: Any, *, limiter: Limiter | None = None,
+                 max_verifying: int | None = None, per_callback_host: int | None = None
+                 ) -> None:
         self.engine = engine
         self.holder = holder
         config = settings.read()
         self.public_url = config.public_url
         self.allow_private = config.allow_private_targets
+        self.limiter = limiter or Limiter(per_minute=PER_MINUTE, burst=BURST)
+        self.max_verifying = max_verifying or MAX_VERIFYING
+        self.per_callback_host = per_callback_host or MAX_PER_CALLBACK_HOST
         self.tasks: set[asyncio.Task[None]] = set()
+        self.verifying: dict[str, int] = {}
+        """Verifications under way, by callback host."""
 
     @property
     def url(self) -> str:
         return self.public_url + HUB_PATH
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, host: str, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.verifying[host] = self.verifying.get(host, 0) + 1
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self.tasks.discard(finished)
+            left = self.verifying.get(host, 1) - 1
+            if left > 0:
+                self.verifying[host] = left
+            else:
+                self.verifying.pop(host, None)
+
+        task.add_done_callback(done)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(partial(fn, *args, **kwargs))
@@ -92,6 +122,7 @@ class Hub:
 
     async def endpoint(self, request: Request) -> Response:
         try:
+            self.limiter.take(client_key(request), now())
             return await self._subscribe(request)
         except TocsinError as error:
             return error_response(error)
@@ -121,8 +152,27 @@ class Hub:
             raise InvalidInput(f"hub.lease_seconds {lease_text!r} is not a whole number",
                                "give seconds, e.g. 864000")
         lease = websub.lease_for(int(lease_text) if lease_text else None)
-        self._spawn(self._verify(mode, topic, path, callback, secret, int(lease.total_seconds())))
+        host = urlsplit(callback).hostname or ""
+        if len(self.tasks) >= self.max_verifying:
+            raise RateLimited(f"the hub is verifying {len(self.tasks)} subscriptions already",
+                              "try again in a minute", retry_after=60)
+        if mode == "subscribe":
+            await self._check_room(topic, callback, host)
+        self._spawn(host, self._verify(mode, topic, path, callback, secret,
+                                       int(lease.total_seconds())))
         return Response(status_code=202, headers={"cache-control": "no-store"})
+
+    async def _check_room(self, topic: str, callback: str, host: str) -> None:
+        """RateLimited when the callback's host holds (or is being verified for) as many
+        subscriptions as one host may; renewing one it holds is always allowed."""
+        if await self._run(websub.exists, self.engine, topic, callback):
+            return
+        held = await self._run(websub.count_for_host, self.engine, host)
+        if held + self.verifying.get(host, 0) >= self.per_callback_host:
+            raise RateLimited(f"hub.callback host {host!r} has {self.per_callback_host} "
+                              "subscriptions already",
+                              "unsubscribe from topics you no longer need, or wait for "
+                              "their leases to end", retry_after=3600)
 
     async def _verify(self, mode: str, topic: str, path: str, callback: str,
                       secret: str | None, lease_seconds: int) -> None:
@@ -132,21 +182,29 @@ class Hub:
         if mode == "subscribe":
             query["hub.lease_seconds"] = str(lease_seconds)
         joiner = "&" if urlsplit(callback).query else "?"
+        client = GuardedClient(allow_private=self.allow_private, timeout=TIMEOUT)
         try:
-            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-                answer = await client.get(callback + joiner + urlencode(query))
-        except httpx.HTTPError as error:
+            async with client.request("GET", callback + joiner + urlencode(query)) as answer:
+                said = await answer.content.read(1024)
+                confirmed = 200 <= answer.status < 300
+        except (PrivateAddress, TimeoutError, aiohttp.ClientError, OSError) as error:
             log.info("verification of %s for %s failed: %s", callback, topic, error)
             return
-        if not answer.is_success or answer.text.strip() != challenge:
+        finally:
+            await client.close()
+        if not confirmed or said.decode("utf-8", "replace").strip() != challenge:
             log.info("%s did not confirm %s of %s", callback, mode, topic)
             return
         if mode == "unsubscribe":
             await self._run(websub.remove, self.engine, topic, callback)
             return
         etag = self.holder.current.site.render(path).etag
-        await self._run(websub.activate, self.engine, topic, callback, secret,
-                        websub.lease_for(lease_seconds), now=now(), etag=etag)
+        try:
+            await self._run(websub.activate, self.engine, topic, callback, secret,
+                            websub.lease_for(lease_seconds), now=now(), etag=etag,
+                            per_host=self.per_callback_host)
+        except TocsinError as error:
+            log.info("%s not subscribed to %s: %s", callback, topic, error)
 
 
 class StoreFeeds:
