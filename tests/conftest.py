@@ -61,6 +61,17 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "../shared/corpus")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Pytest files a skip under the test that asked for it; corpus skips go under
+    `require_corpus` instead, so that the summary gives their reason once."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if (report.skipped and isinstance(report.longrepr, tuple)
+            and str(report.longrepr[2]).endswith(CORPUS_ABSENT)):
+        report.longrepr = (__file__, require_corpus.__code__.co_firstlineno, CORPUS_ABSENT)
+
+
 @pytest.fixture(autouse=True)
 def _corpus_for_marked_tests(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("corpus") is not None:
