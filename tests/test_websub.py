@@ -8,6 +8,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,13 @@ class Subscriber:
 
 @pytest.fixture
 def subscriber() -> Iterator[Subscriber]:
+    with serving_subscriber() as state:
+        yield state
+
+
+@contextmanager
+def serving_subscriber() -> Iterator[Subscriber]:
+    """A subscriber's callback server on 127.0.0.1 until the block ends."""
     state = Subscriber()
 
     class Handler(BaseHTTPRequestHandler):
@@ -67,8 +75,11 @@ def subscriber() -> Iterator[Subscriber]:
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hook?from=tocsin"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield state
-    server.shutdown()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -201,3 +212,21 @@ def test_not_a_form_and_private_callbacks(engine: Engine, monkeypatch: pytest.Mo
         answer = form(base, mode="subscribe", topic=base + FEED, callback=subscriber.url)
         assert answer.status_code == 400
         assert "private address" in answer.json()["error"]["message"]
+
+
+def test_a_topic_in_another_language_is_pushed_in_that_language(
+        engine: Engine, hub: str, subscriber: Subscriber) -> None:
+    """`?lang=kk` is a feed the README offers: its subscribers get that feed's bytes."""
+    topic = hub + FEED + "?lang=kk"
+    assert form(hub, mode="subscribe", topic=topic, callback=subscriber.url).status_code == 202
+    wait_for(lambda: subscriptions(engine) == [(topic, subscriber.url)])
+    declare(engine)
+    wait_for(lambda: subscriber.pushes)
+    headers, body = subscriber.pushes[0]
+    assert body == httpx.get(topic).content
+    assert body != httpx.get(hub + FEED).content
+    assert f'<{topic}>; rel="self"' in headers["link"]
+    with reading(engine) as conn:
+        [status] = conn.execute(select(t.websub_subscriptions.c.last_status)).scalars()
+    assert status is not None and status.startswith("2")
+

@@ -106,17 +106,27 @@ class Hub:
         return await run_in_threadpool(partial(fn, *args, **kwargs))
 
     def topic_path(self, topic: str) -> str:
-        """The feed path of a topic URL; InvalidInput for anything this hub does not serve."""
+        """The feed path of a topic URL; InvalidInput for anything this hub does not serve,
+        or a query (e.g. ?lang=) the feed does not take, named in the message: what is
+        accepted here is what the workers push (StoreFeeds renders the same)."""
         if not topic.startswith(self.public_url + FEEDS):
             raise InvalidInput(f"hub.topic {topic!r} is not a feed of this site",
                                f"use a feed URL under {self.public_url}{FEEDS}")
-        path = topic[len(self.public_url):].split("?")[0]
+        self.topic_feed(topic)
+        return topic[len(self.public_url):].split("?")[0]
+
+    def topic_feed(self, topic: str) -> Document:
+        """The feed a topic names, as a reader of it gets it now (its query honoured)."""
+        path, _, query = topic[len(self.public_url):].partition("?")
         try:
-            self.holder.current.site.render(path)
+            found: Document = self.holder.current.site.render(
+                path, parse_qsl(query, keep_blank_values=True))
+            return found
+        except InvalidInput as error:
+            raise InvalidInput(f"hub.topic {topic!r}: {error.problem}", error.fix) from None
         except TocsinError:
             raise InvalidInput(f"hub.topic {topic!r} is not a feed of this site",
                                f"use a feed URL under {self.public_url}{FEEDS}") from None
-        return path
 
     # -- the endpoint -------------------------------------------------------------------------
 
@@ -198,7 +208,11 @@ class Hub:
         if mode == "unsubscribe":
             await self._run(websub.remove, self.engine, topic, callback)
             return
-        etag = self.holder.current.site.render(path).etag
+        try:
+            etag = self.topic_feed(topic).etag
+        except TocsinError as error:
+            log.info("%s not subscribed to %s: %s", callback, topic, error)
+            return
         try:
             await self._run(websub.activate, self.engine, topic, callback, secret,
                             websub.lease_for(lease_seconds), now=now(), etag=etag,
