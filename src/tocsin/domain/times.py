@@ -10,6 +10,8 @@ from tocsin.domain.errors import InvalidInput
 INSTANT_FORMAT_HINT = (
     "write it in ISO 8601 with a UTC offset, e.g. 2022-01-07T00:00+06:00 or 2022-01-06T18:00Z"
 )
+# Years far enough from datetime's limits that an offset, a term or a duration cannot overflow
+FIRST_YEAR, LAST_YEAR = 1000, 8999
 _DURATION = re.compile(r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?)?$")
 
 
@@ -28,6 +30,9 @@ def parse_instant(text: str, what: str = "time") -> datetime:
         raise InvalidInput(problem, INSTANT_FORMAT_HINT) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} {text!r} has no UTC offset", INSTANT_FORMAT_HINT)
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:  # 9999-12-31T23:59-14:00 is in 10000 in UTC
+        raise InvalidInput(f"{what} {text!r} is out of range",
+                           f"give a time in the years {FIRST_YEAR} to {LAST_YEAR}")
     return value.astimezone(UTC)
 
 

@@ -24,7 +24,14 @@ class Document:
     def where(self, key: str | int) -> str:
         if isinstance(key, int):
             return f"{self.path}[{key}]"
+        key = key if _encodable(key) else ascii(key)
         return f"{self.path}.{key}" if self.path else key
+
+    def _checked(self, key: str, value: str) -> str:
+        if not _encodable(value):
+            self.fail(key, "holds a lone surrogate (an unpaired \\ud800–\\udfff), which is not "
+                           "text", "send the text as valid UTF-8")
+        return value
 
     def fail(self, key: str | int, problem: str, fix: str | None = None) -> NoReturn:
         raise InvalidInput(f"{self.source}: {self.where(key)}: {problem}", fix)
@@ -48,7 +55,7 @@ class Document:
             self.fail(key, f"must be a string, not {type(value).__name__}")
         if not empty and not value.strip():
             self.fail(key, "is empty", "give a value")
-        return value
+        return self._checked(key, value)
 
     def optional_text(self, key: str) -> str | None:
         value = self.raw(key, None)
@@ -56,7 +63,7 @@ class Document:
             return None
         if not isinstance(value, str):
             self.fail(key, f"must be a string, not {type(value).__name__}")
-        return value
+        return self._checked(key, value)
 
     def integer(self, key: str) -> int:
         value = self.raw(key)
@@ -91,7 +98,7 @@ class Document:
         value = self.raw(key, default if default is not None else ...)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.fail(key, "must be a list of strings")
-        return list(value)
+        return [self._checked(key, v) for v in value]
 
     def localized(self, key: str, languages: tuple[str, ...] | None) -> dict[str, str]:
         """A table of language → text; with `languages`, exactly those languages."""
@@ -114,6 +121,16 @@ class Document:
             out[lang] = tuple(items)
         _check_languages(table, out, languages)
         return out
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` is real text: JSON's "\\ud800" and a command line's undecodable bytes
+    give lone surrogates, which no UTF-8 store, audit hash or page can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_language(lang: str, where: Document) -> str:

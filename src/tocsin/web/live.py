@@ -69,7 +69,9 @@ class Broadcaster:
         """Events after `last_id`; None when some of them are not known here (reset)."""
         if not last_id:
             return []
-        if not last_id.isdigit() or int(last_id) < self._floor:
+        if not (last_id.isascii() and last_id.isdigit()) or len(last_id) > 19:
+            return None  # not an id given out here (outbox ids are 64-bit integers)
+        if int(last_id) < self._floor:
             return None
         return [e for e in self._events if int(e.id) > int(last_id)]
 
