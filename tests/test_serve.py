@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import Engine
 from tests.helpers import request
 from tests.test_web import read_events
-from tests.web_server import free_port
+from tests.web_server import free_port, running
 
 from tocsin.service import commands
+from tocsin.web.app import create_app
 
 TOCSIN = Path(sys.executable).with_name("tocsin")
 
@@ -28,7 +29,7 @@ TOCSIN = Path(sys.executable).with_name("tocsin")
 @pytest.fixture
 def server(db_url: str) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "TOCSIN_DATABASE_URL": db_url}
+    env = {**os.environ, "TOCSIN_DATABASE_URL": db_url, "TOCSIN_TEST_PROCESS_HEADER": "1"}
     process = subprocess.Popen([str(TOCSIN), "serve", "--port", str(port), "--workers", "2"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
@@ -76,11 +77,24 @@ def test_serve_answers_pages_api_304_and_live_events(server: str, engine: Engine
                      actor="tester")
     reader.join(15)
     assert events and events[0][1] == "levels" and "KZ-75" in events[0][2]
-    with httpx.Client(base_url=server) as client:
-        deadline = time.monotonic() + 10
-        while "critical" not in client.get("/api/v1/areas/KZ-75").text:
-            assert time.monotonic() < deadline, "both workers should see the change"
-            time.sleep(0.05)
+    # A fresh connection each time (one keep-alive connection stays with one process), until
+    # both processes have answered, and each has answered with the change.
+    seen: dict[str, bool] = {}
+    deadline = time.monotonic() + 15
+    while len(seen) < 2 or not all(seen.values()):
+        assert time.monotonic() < deadline, f"both workers should see the change: {seen}"
+        with httpx.Client(base_url=server) as fresh:
+            answer = fresh.get("/api/v1/areas/KZ-75")
+        pid = answer.headers["x-tocsin-process"]
+        seen[pid] = seen.get(pid, False) or "critical" in answer.text
+        time.sleep(0.02)
+
+
+def test_the_process_header_is_off_unless_a_test_asks(engine: Engine) -> None:
+    with running(create_app(engine)) as base:
+        assert "x-tocsin-process" not in httpx.get(base + "/api/v1/schemes").headers
+    with running(create_app(engine, process_header=True)) as base:
+        assert httpx.get(base + "/api/v1/schemes").headers["x-tocsin-process"] == str(os.getpid())
 
 
 def test_serve_refuses_a_port_in_use(db_url: str) -> None:

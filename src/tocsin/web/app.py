@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,7 @@ CORS = [(b"access-control-allow-origin", b"*"),
         (b"access-control-expose-headers", b"ETag, Last-Modified")]
 PREFLIGHT = [(b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
              (b"access-control-allow-headers", b"If-None-Match, Last-Event-ID, Accept-Language")]
+PROCESS_HEADER_SWITCH = "TOCSIN_TEST_PROCESS_HEADER"
 PAST_MAX_AGE = 86_400
 MAX_AGE = 60
 
@@ -54,9 +56,12 @@ class TocsinApp:
     """Serves the holder's current snapshot; keeps it current while running."""
 
     def __init__(self, holder: Holder, private: Callable[[Scope, Receive, Send],
-                                                         Awaitable[None]] | None = None) -> None:
+                                                         Awaitable[None]] | None = None,
+                 *, process_header: bool = False) -> None:
         self.holder = holder
         self.private = private
+        self.process_header = process_header
+        """Tests only: name the answering process, to tell a server's workers apart."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -64,6 +69,8 @@ class TocsinApp:
             return
         if scope["type"] != "http":
             return
+        if self.process_header:
+            send = _with_process(send)
         path: str = scope["path"]
         if self.private is not None and is_private(path):
             await self.private(scope, receive, _secured(send))
@@ -236,8 +243,10 @@ def _json_error(status: int, message: str, fix: str | None) -> Document:
     return document(body, JSON, datetime.now(UTC))
 
 
-def create_app(engine: Engine, *, rate_limit: int | None = None) -> TocsinApp:
-    """The application for one database; builds the first snapshot before returning."""
+def create_app(engine: Engine, *, rate_limit: int | None = None,
+               process_header: bool = False) -> TocsinApp:
+    """The application for one database; builds the first snapshot before returning.
+    With `process_header`, every answer says which process gave it (X-Tocsin-Process)."""
     per_minute = rate_limit or settings.read().rate_limit
     limiter = Limiter(per_minute=per_minute, burst=max(10, per_minute // 5))
     holder = Holder(engine)
@@ -249,9 +258,21 @@ def create_app(engine: Engine, *, rate_limit: int | None = None) -> TocsinApp:
                 *console.routes(engine, limiter),
                 Route(websub.HUB_PATH, hub.endpoint, methods=["POST"])],
         exception_handlers={404: authority.not_found, 405: authority.not_found})
-    return TocsinApp(holder, private)
+    return TocsinApp(holder, private, process_header=process_header)
 
 
 def app_from_environment() -> TocsinApp:
-    """Factory for `uvicorn --factory` and `tocsin serve --workers N`."""
-    return create_app(connect(settings.read().database_url))
+    """Factory for `uvicorn --factory` and `tocsin serve --workers N`.
+    TOCSIN_TEST_PROCESS_HEADER=1 (tests only, never in production) turns on X-Tocsin-Process."""
+    return create_app(connect(settings.read().database_url),
+                      process_header=os.environ.get(PROCESS_HEADER_SWITCH) == "1")
+
+
+def _with_process(send: Send) -> Send:
+    """`send`, adding the X-Tocsin-Process header (this process's id) to the answer."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()),
+                                              (b"x-tocsin-process", str(os.getpid()).encode())]}
+        await send(message)
+    return sending
