@@ -447,7 +447,7 @@ def test_a_token_never_holds_more_than_its_users_roles(
     ("no prefix", "malformed"),
     ("wrong secret", "not valid"),
     ("unknown id", "not valid"),
-    ("disabled user", "is disabled"),
+    ("disabled user", "was revoked"),  # disabling revokes her tokens for good
 ])
 def test_a_token_that_does_not_hold_is_refused(engine: Engine, who: Who, how: str,
                                                message: str) -> None:

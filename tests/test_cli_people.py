@@ -154,15 +154,24 @@ def test_created_token_authenticates_until_revoked(db_url: str, engine: Engine) 
     [used] = ok_json(db_url, "tokens", "list")
     assert used["last_used_at"] is not None
 
-    ok_json(db_url, "users", "set", "alice", "--disable")
-    with pytest.raises(Unauthenticated, match="is disabled"):
-        people.authenticate_token(engine, made["secret"], now=datetime.now(UTC))
-    ok_json(db_url, "users", "set", "alice", "--enable")
-    people.authenticate_token(engine, made["secret"], now=datetime.now(UTC))
-
     ok_json(db_url, "tokens", "revoke", made["id"])
     with pytest.raises(Unauthenticated, match="was revoked"):
         people.authenticate_token(engine, made["secret"], now=datetime.now(UTC))
+
+
+def test_disabling_a_user_revokes_her_tokens_for_good(db_url: str, engine: Engine) -> None:
+    """Enabling her again must not bring old credentials back (issue 15, item 11)."""
+    add_alice(db_url)
+    made = ok_json(db_url, "tokens", "create", "--user", "alice", "--scope", "declare")
+    ok_json(db_url, "users", "set", "alice", "--disable")
+    with pytest.raises(Unauthenticated, match="was revoked"):
+        people.authenticate_token(engine, made["secret"], now=datetime.now(UTC))
+    ok_json(db_url, "users", "set", "alice", "--enable")
+    with pytest.raises(Unauthenticated, match="was revoked"):
+        people.authenticate_token(engine, made["secret"], now=datetime.now(UTC))
+    assert [t["state"] for t in ok_json(db_url, "tokens", "list")] == ["revoked"]
+    fresh = ok_json(db_url, "tokens", "create", "--user", "alice", "--scope", "declare")
+    assert people.authenticate_token(engine, fresh["secret"], now=datetime.now(UTC)).name == "alice"
 
 
 BAD_INPUTS = [

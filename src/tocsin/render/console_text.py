@@ -83,6 +83,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "add_user": "Add a user",
         "update": "Update",
         "new_password": "New password (leave empty to keep)",
+        "issue_reset": "Issue a password reset link",
+        "reset_issued": ("A one-time link for {name}, valid until {time}. It is shown only now: "
+                         "hand it over yourself. It lets {name} choose her own password."),
+        "reset_title": "Choose your password",
+        "reset_intro": "Choose a password of at least 12 characters; the link works once.",
+        "password_again": "The same password again",
+        "set_password": "Set my password",
         "label": "Label",
         "scopes": "Scopes",
         "user": "User",
@@ -192,6 +199,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "add_user": "Добавить пользователя",
         "update": "Обновить",
         "new_password": "Новый пароль (оставьте пустым, чтобы не менять)",
+        "issue_reset": "Выдать ссылку для смены пароля",
+        "reset_issued": ("Одноразовая ссылка для {name}, действует до {time}. Она показана только "
+                         "сейчас: передайте её сами. По ней {name} выберет свой пароль."),
+        "reset_title": "Выберите пароль",
+        "reset_intro": "Выберите пароль не короче 12 символов; ссылка срабатывает один раз.",
+        "password_again": "Тот же пароль ещё раз",
+        "set_password": "Установить пароль",
         "label": "Метка",
         "scopes": "Права доступа",
         "user": "Пользователь",
@@ -301,6 +315,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "add_user": "Пайдаланушы қосу",
         "update": "Жаңарту",
         "new_password": "Жаңа құпиясөз (өзгертпеу үшін бос қалдырыңыз)",
+        "issue_reset": "Құпиясөзді өзгерту сілтемесін беру",
+        "reset_issued": ("{name} үшін бір реттік сілтеме, {time} дейін жарамды. Ол тек қазір "
+                         "көрсетіледі: оны өзіңіз табыстаңыз. Ол арқылы {name} өз құпиясөзін "
+                         "таңдайды."),
+        "reset_title": "Құпиясөзіңізді таңдаңыз",
+        "reset_intro": ("Кемінде 12 таңбадан тұратын құпиясөз таңдаңыз; сілтеме бір рет жұмыс "
+                        "істейді."),
+        "password_again": "Сол құпиясөзді қайта енгізіңіз",
+        "set_password": "Құпиясөзді орнату",
         "label": "Белгі",
         "scopes": "Қолжетімділік құқықтары",
         "user": "Пайдаланушы",

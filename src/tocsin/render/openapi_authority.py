@@ -72,7 +72,7 @@ ERRORS = {
     "409": "Conflict", "413": "TooLarge", "415": "UnsupportedMediaType",
     "429": "TooManyRequests",
 }
-PUBLIC_ERRORS = {"400": "BadRequest", "404": "NotFound", "413": "TooLarge",
+PUBLIC_ERRORS = {"400": "BadRequest", "401": "Unauthorized", "404": "NotFound", "413": "TooLarge",
                  "415": "UnsupportedMediaType", "429": "TooManyRequests", "503": "Unavailable"}
 
 
@@ -188,8 +188,9 @@ def paths() -> dict[str, Any]:
         f"{PREFIX}/declarations/{{id}}/approve": {"parameters": [d_id], "post": _op(
             "approveDeclaration", "Approve a pending declaration or cancellation",
             "It publishes (or the cancellation takes effect). Never one's own; the approver's "
-            "jurisdiction must cover all its areas. Give the revision read to refuse a "
-            "changed text.", "AuthorityDeclaration", body="ApproveInput", scope="approve")},
+            "jurisdiction must cover all its areas. The revision read is required (a changed "
+            "text is refused, 409).", "AuthorityDeclaration", body="ApproveInput",
+            scope="approve")},
         f"{PREFIX}/declarations/{{id}}/reject": {"parameters": [d_id], "post": _op(
             "rejectDeclaration", "Reject a pending declaration or cancellation",
             "With a reason the author will read.", "AuthorityDeclaration",
@@ -204,8 +205,21 @@ def paths() -> dict[str, Any]:
                         scope="admin"),
         },
         f"{PREFIX}/users/{{name}}": {"parameters": [user], "patch": _op(
-            "setUser", "Change a user", "Only the fields given change.", "User",
+            "setUser", "Change a user", "Only the fields given change. A password only for "
+            "oneself (others get a reset link, 403); one's own roles, areas and break-glass "
+            "right only by another admin (403).", "User",
             body="UserPatch", scope="admin")},
+        f"{PREFIX}/users/{{name}}/password-reset": {"parameters": [user], "post": _op(
+            "issuePasswordReset", "Issue a one-time password reset link",
+            "The user chooses her own password with it (POST /password-reset, or the "
+            "console's page at the link) once, within 24 hours; an earlier unused link stops "
+            "working. The token is in this answer only: hand it over.", "PasswordReset",
+            status="201", body="Empty", scope="admin")},
+        f"{PREFIX}/password-reset": {"post": _public_op(
+            "resetPassword", "Set one's own password with a reset link",
+            "No bearer token: the link's token is the credential, and works once. A token "
+            "unknown, used or expired is refused (401).", "User", body="ResetInput",
+            errors=("401", "413", "415", "429"))},
         f"{PREFIX}/tokens": {
             "get": _op("tokens", "API tokens", "Every token for admins; else one's own. "
                        "Secrets are never shown again.", "Tokens"),
@@ -331,7 +345,7 @@ def schemas() -> dict[str, Schema]:
         "DeclarationEdit": {**_obj(declaration_input, required=required),
                             "description": DECLARATION_RULES},
         "SubmitInput": _obj({"break_glass": BREAK_GLASS}, required=[]),
-        "ApproveInput": _obj({"revision": {"type": "integer"}}, required=[]),
+        "ApproveInput": _obj({"revision": {"type": "integer"}}),
         "ReasonInput": _obj({"reason": NOT_BLANK}),
         "CancelInput": _obj({"reason": NOT_BLANK, "break_glass": BREAK_GLASS},
                             required=["reason"]),
@@ -347,6 +361,10 @@ def schemas() -> dict[str, Schema]:
             "locked_until": _nullable(INSTANT), "created_at": INSTANT,
             "email": _nullable(STRING)}),
         "Users": _obj({"users": _array(_ref("User"))}),
+        "Empty": _obj({}),
+        "PasswordReset": _obj({"user": STRING, "token": STRING, "link": STRING,
+                               "expires_at": INSTANT}),
+        "ResetInput": _obj({"token": NOT_BLANK, "password": PASSWORD}),
         "UserInput": {**_obj({
             "name": USER, "password": PASSWORD, "roles": ROLES,
             "areas": _array(CODE, description="The jurisdiction: roots of area subtrees."),

@@ -49,6 +49,8 @@ SESSION_LIFETIME = timedelta(hours=12)
 DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
 LONGEST_TOKEN_LIFETIME = timedelta(days=366)
 MIN_PASSWORD = 12
+RESET_LIFETIME = timedelta(hours=24)
+RESET_PREFIX = "reset_"
 TOKEN_TOUCH = timedelta(minutes=1)
 """How stale a token's last-used time may get before a request records it again."""
 
@@ -114,6 +116,10 @@ def set_user(engine: Engine, name: str, *, roles: Sequence[Role] | None = None,
             raise Conflict("you cannot disable yourself or drop your own admin role",
                            "ask another administrator")
     if password is not None:
+        if by is not None and by.name != name:
+            raise Forbidden(f"{by.name} may not choose a password for {name}",
+                            "issue a one-time reset link instead (POST …/users/NAME/"
+                            "password-reset, or the console's users page); she sets her own")
         check_password(password)
     if roles is not None and not roles:
         raise InvalidInput(f"user {name!r} would have no role",
@@ -133,6 +139,12 @@ def set_user(engine: Engine, name: str, *, roles: Sequence[Role] | None = None,
             locked_until=None if password is not None else user.locked_until,
             email=user.email if email is None else (check_email(email) if email else None),
         )
+        if by is not None and by.name == name and (
+                changed.roles != user.roles or set(changed.jurisdiction) != set(user.jurisdiction)
+                or changed.break_glass != user.break_glass):
+            raise Forbidden("another admin must do this",
+                            "no one changes their own roles, jurisdiction or break-glass "
+                            "right: ask another administrator")
         check_roles(changed.roles, changed.jurisdiction, records.load_tree(unit.conn))
         people.update_user(unit.conn, changed,
                            _hasher.hash(password) if password is not None else None)
@@ -140,6 +152,9 @@ def set_user(engine: Engine, name: str, *, roles: Sequence[Role] | None = None,
             people.delete_sessions(unit.conn, user=name)
         details = _user_details(changed)
         details["password_changed"] = password is not None
+        if changed.disabled and not user.disabled:
+            # Revoked for good: enabling her again must not bring old credentials back.
+            details["tokens_revoked"] = people.revoke_user_tokens(unit.conn, name, now)
         unit.audit("user.updated", name, details)
         return changed
 
@@ -164,6 +179,63 @@ def get_user(engine: Engine, name: str) -> User:
     if found is None:
         raise Unauthenticated(f"user {name!r} no longer exists", "sign in again")
     return found[0]
+
+
+# --- password resets -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PasswordReset:
+    user: str
+    secret: str
+    """What the user types or follows (`/console/reset?token=…`); shown once, never stored."""
+    expires_at: datetime
+
+
+RESET_REFUSED = Unauthenticated("this password reset link is not valid, was used already or "
+                                "has expired", "ask an administrator for a new one")
+
+
+def issue_password_reset(engine: Engine, name: str, *, now: datetime, by: Principal | None,
+                         actor: str) -> PasswordReset:
+    """A one-time link for `name` to choose her own password, good for RESET_LIFETIME; an
+    earlier unused one stops working. An administrator hands it over and never learns the
+    password: choosing it for her would give him a credential that acts as her."""
+    check_current(engine)
+    if by is not None:
+        require(by, Scope.ADMIN, "issue password reset links")
+    secret = RESET_PREFIX + secrets.token_urlsafe(32)
+    with change(engine, now=now, actor=actor) as unit:
+        if people.load_user(unit.conn, name) is None:
+            raise unknown("user", name, people.load_users(unit.conn), "try 'tocsin users list'")
+        people.insert_password_reset(unit.conn, _digest(secret), name, now,
+                                     now + RESET_LIFETIME, actor)
+        unit.audit("user.password_reset_issued", name,
+                   {"expires": iso(now + RESET_LIFETIME)})
+    return PasswordReset(name, secret, now + RESET_LIFETIME)
+
+
+def reset_password(engine: Engine, secret: str, password: str, *, now: datetime) -> User:
+    """Set the password of the user a reset link was issued to, once, before it expires; her
+    sessions end and a lock-out is lifted. Unauthenticated for a link unknown, used or
+    expired, or for a disabled user; InvalidInput for a short password (the link stays)."""
+    check_current(engine)
+    check_password(password)
+    with reading(engine) as conn:
+        row = people.load_password_reset(conn, _digest(secret.strip()))
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise RESET_REFUSED
+    with change(engine, now=now, actor=f"user:{row.user_name}") as unit:
+        found = people.load_user(unit.conn, row.user_name)
+        if found is None or not people.use_password_reset(unit.conn, row.id_hash, now):
+            raise RESET_REFUSED
+        if found[0].disabled:
+            raise Unauthenticated(f"user {row.user_name!r} is disabled", "ask an administrator")
+        user = replace(found[0], failed_logins=0, locked_until=None)
+        people.update_user(unit.conn, user, _hasher.hash(password))
+        people.delete_sessions(unit.conn, user=user.name)
+        unit.audit("user.password_reset", user.name, {"issued_by": row.created_by})
+        return user
 
 
 # --- tokens ----------------------------------------------------------------------------------

@@ -86,6 +86,15 @@ def revoke_token(conn: Connection, token_id: str, at: datetime) -> None:
     conn.execute(update(t.tokens).where(t.tokens.c.id == token_id).values(revoked_at=at))
 
 
+def revoke_user_tokens(conn: Connection, user: str, at: datetime) -> list[str]:
+    """Revoke every token of `user` not yet revoked; their ids."""
+    ids = [row.id for row in conn.execute(select(t.tokens.c.id).where(
+        t.tokens.c.user_name == user, t.tokens.c.revoked_at.is_(None)).order_by(t.tokens.c.id))]
+    if ids:
+        conn.execute(update(t.tokens).where(t.tokens.c.id.in_(ids)).values(revoked_at=at))
+    return ids
+
+
 def touch_token(conn: Connection, token_id: str, at: datetime) -> None:
     conn.execute(update(t.tokens).where(t.tokens.c.id == token_id).values(last_used_at=at))
 
@@ -110,3 +119,26 @@ def delete_sessions(conn: Connection, *, id_hash: str | None = None, user: str |
     if expired_before is not None:
         query = query.where(t.sessions.c.expires_at <= expired_before)
     conn.execute(query)
+
+
+def insert_password_reset(conn: Connection, id_hash: str, user: str, created_at: datetime,
+                          expires_at: datetime, created_by: str) -> None:
+    """A new reset link for `user`; any she had not used yet stops working."""
+    conn.execute(delete(t.password_resets).where(t.password_resets.c.user_name == user,
+                                                 t.password_resets.c.used_at.is_(None)))
+    conn.execute(insert(t.password_resets).values(
+        id_hash=id_hash, user_name=user, created_at=created_at, expires_at=expires_at,
+        created_by=created_by, used_at=None))
+
+
+def load_password_reset(conn: Connection, id_hash: str) -> Any:
+    return conn.execute(select(t.password_resets).where(
+        t.password_resets.c.id_hash == id_hash)).first()
+
+
+def use_password_reset(conn: Connection, id_hash: str, at: datetime) -> bool:
+    """Mark the link used; False when it was used already (by a request racing this one)."""
+    done = conn.execute(update(t.password_resets).where(
+        t.password_resets.c.id_hash == id_hash,
+        t.password_resets.c.used_at.is_(None)).values(used_at=at))
+    return done.rowcount == 1

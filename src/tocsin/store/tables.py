@@ -245,6 +245,17 @@ sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(64), ForeignKey("users.name"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial, wraps
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -94,6 +95,7 @@ class AuthorityApi:
         self.engine = engine
         self.limiter = limiter
         self.sender = settings.read().sender
+        self.public_url = settings.read().public_url
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(partial(fn, *args, **kwargs))
@@ -170,7 +172,8 @@ class AuthorityApi:
         p = await self.principal(request)
         body = await json_body(request)
         body.reject_unknown({"revision"})
-        revision = body.integer("revision") if "revision" in body.data else None
+        # Naming the revision read is what stops a later edit from slipping through.
+        revision = body.integer("revision")
         d = await self.run(authority.approve, self.engine, p, request.path_params["id"],
                            now=now(), revision=revision)
         return answer(declaration_json(d, authority=True))
@@ -214,6 +217,7 @@ class AuthorityApi:
         p = await self.principal(request)
         body = await json_body(request)
         body.reject_unknown({"roles", "areas", "break_glass", "disabled", "password", "email"})
+        # "password" is taken only for oneself: others get a reset link (POST …/password-reset)
         data = body.data
         user = await self.run(
             people.set_user, self.engine, request.path_params["name"],
@@ -224,6 +228,31 @@ class AuthorityApi:
             password=body.text("password") if "password" in data else None,
             email=(body.optional_text("email") or "") if "email" in data else None,
             now=now(), by=p, actor=p.actor)
+        return answer(user_json(user))
+
+    async def issue_reset(self, request: Request) -> Response:
+        p = await self.principal(request)
+        body = await json_body(request)
+        body.reject_unknown(set())
+        made = await self.run(people.issue_password_reset, self.engine,
+                              request.path_params["name"], now=now(), by=p, actor=p.actor)
+        return answer({"user": made.user, "token": made.secret,
+                       "link": f"{self.public_url}/console/reset?"
+                               + urlencode({"token": made.secret}),
+                       "expires_at": made.expires_at.isoformat()}, 201)
+
+    async def reset_password(self, request: Request) -> Response:
+        """No bearer token: the reset link's secret is the credential, once."""
+        key = client_key(request)
+        self.limiter.take(key, now())
+        body = await json_body(request)
+        body.reject_unknown({"token", "password"})
+        try:
+            user = await self.run(people.reset_password, self.engine, body.text("token"),
+                                  body.text("password"), now=now())
+        except Unauthenticated:
+            self.limiter.failed(key, now())
+            raise
         return answer(user_json(user))
 
     async def tokens(self, request: Request) -> Response:
@@ -319,6 +348,8 @@ def routes(api: AuthorityApi) -> list[Route]:
         (f"{p}/users", api.users, ["GET"]),
         (f"{p}/users", api.add_user, ["POST"]),
         (f"{p}/users/{{name}}", api.set_user, ["PATCH"]),
+        (f"{p}/users/{{name}}/password-reset", api.issue_reset, ["POST"]),
+        (f"{p}/password-reset", api.reset_password, ["POST"]),
         (f"{p}/tokens", api.tokens, ["GET"]),
         (f"{p}/tokens", api.create_token, ["POST"]),
         (f"{p}/tokens/{{id}}", api.revoke_token, ["DELETE"]),

@@ -57,6 +57,7 @@ class Console:
         self.limiter = limiter
         self.sender = settings.read().sender
         self.cap_sender = settings.read().cap_sender
+        self.public_url = settings.read().public_url
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(partial(fn, *args, **kwargs))
@@ -237,6 +238,7 @@ class Console:
             req = parse_declaration(Document(forms.request_document(fields), "form"),
                                     default_sender=self.sender)
             if step == "preview":
+                world = forms.seen_by(world, p)  # another's draft must not show through
                 candidate = forms.candidate(world, p, req, now=now())
                 scheme = world.scheme(req.scheme)
                 replaced = [world.declarations[i] for i in req.replaces
@@ -316,12 +318,11 @@ class Console:
                            break_glass=glass)
         elif verb == "approve":
             revision = forms.one(fields, "revision")
-            if revision and not (revision.isascii() and revision.isdigit()
-                                 and len(revision) <= 9):
+            if not (revision.isascii() and revision.isdigit() and len(revision) <= 9):
                 raise InvalidInput(f"revision {revision!r} is not a whole number",
                                    "approve from the declaration's page")
             await self.run(authority.approve, self.engine, p, target, now=now(),
-                           revision=int(revision) if revision else None)
+                           revision=int(revision))
         elif verb == "reject":
             await self.run(authority.reject, self.engine, p, target, reason=reason, now=now())
         elif verb == "cancel":
@@ -333,7 +334,8 @@ class Console:
 
     # -- people -------------------------------------------------------------------------------
 
-    async def users(self, request: Request, made: str | None = None) -> Response:
+    async def users(self, request: Request, reset: people.PasswordReset | None = None
+                    ) -> Response:
         s = await self.session(request)
         p = s.user.principal()
         found = await self.run(people.list_users, self.engine, by=p)
@@ -341,7 +343,43 @@ class Console:
         lang = self.lang(request)
         return self.page(request, views.render(
             "users.html", self.chrome(request, texts_of(lang)["users"], s), users=found,
-            roles=list(access.Role), areas=forms.area_options(world, lang), now=now()))
+            roles=list(access.Role), areas=forms.area_options(world, lang), now=now(),
+            reset=reset, reset_link=reset_link(self.public_url, reset) if reset else None))
+
+    async def reset_post(self, request: Request) -> Response:
+        """An admin issues a one-time link for a user to choose her own password: shown
+        once, on this page, to hand over."""
+        s = await self.session(request)
+        await self.form(request, s.csrf)
+        p = s.user.principal()
+        made = await self.run(people.issue_password_reset, self.engine,
+                              request.path_params["name"], now=now(), by=p, actor=p.actor)
+        return await self.users(request, reset=made)
+
+    async def reset_form(self, request: Request, problem: str | None = None,
+                         status: int = 200, token: str | None = None) -> Response:
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+        chrome = self.chrome(request, texts_of(self.lang(request))["reset_title"], None, csrf)
+        token = request.query_params.get("token", "") if token is None else token
+        return self.page(request, views.render("reset.html", chrome, problem=problem,
+                                               token=token), status, cookies={CSRF_COOKIE: csrf})
+
+    async def reset(self, request: Request) -> Response:
+        """The user sets her own password with the link; it works once."""
+        key = client_key(request)
+        fields = await self.form(request, request.cookies.get(CSRF_COOKIE, ""))
+        token, password = forms.one(fields, "token"), forms.one(fields, "password")
+        try:
+            if password != forms.one(fields, "password_again"):
+                raise InvalidInput("the two passwords differ", "type the same password twice")
+            await self.run(people.reset_password, self.engine, token, password, now=now())
+        except Unauthenticated as error:
+            self.limiter.failed(key, now())
+            return await self.reset_form(request, error.message, 401, token)
+        except InvalidInput as error:
+            return await self.reset_form(request, f"{error.message} ({error.fix})",
+                                         400, token)
+        return self.redirect(request, f"{CONSOLE}/login")
 
     async def user_post(self, request: Request) -> Response:
         s = await self.session(request)
@@ -355,7 +393,7 @@ class Console:
             await self.run(people.add_user, self.engine, forms.one(fields, "name"), password, roles,
                            areas, break_glass="break_glass" in fields, now=now(), by=p,
                            actor=p.actor)
-        else:
+        else:  # a password is never set here: the user chooses hers with a reset link
             await self.run(people.set_user, self.engine, name, roles=roles, jurisdiction=areas,
                            break_glass="break_glass" in fields,
                            disabled="disabled" in fields, password=password or None,
@@ -396,6 +434,11 @@ class Console:
         return self.page(request, views.render(
             "audit.html", self.chrome(request, texts_of(self.lang(request))["audit"], s),
             verdict=verdict, entries=list(reversed(entries))))
+
+
+def reset_link(public_url: str, reset: people.PasswordReset) -> str:
+    """Where the user chooses her password: the console's page, with the link's secret."""
+    return f"{public_url}{CONSOLE}/reset?" + urlencode({"token": reset.secret})
 
 
 def texts_of(lang: str) -> Any:
@@ -477,6 +520,9 @@ def routes(engine: Engine, limiter: Limiter) -> list[Route]:
         (f"{CONSOLE}/users", c.users, ["GET"]),
         (f"{CONSOLE}/users", c.user_post, ["POST"]),
         (f"{CONSOLE}/users/{{name}}", c.user_post, ["POST"]),
+        (f"{CONSOLE}/users/{{name}}/reset", c.reset_post, ["POST"]),
+        (f"{CONSOLE}/reset", c.reset_form, ["GET"]),
+        (f"{CONSOLE}/reset", c.reset, ["POST"]),
         (f"{CONSOLE}/tokens", c.tokens, ["GET"]),
         (f"{CONSOLE}/tokens", c.token_post, ["POST"]),
         (f"{CONSOLE}/tokens/{{id}}/revoke", c.token_post, ["POST"]),

@@ -33,6 +33,14 @@ def candidate(world: World, p: Principal, req: DeclarationRequest, *,
     return d
 
 
+def seen_by(world: World, p: Principal) -> World:
+    """The world with only the declarations a preview may show `p`: published ones and
+    their own, so naming another's unpublished id previews as if it did not exist."""
+    return World(world.tree, world.schemes,
+                 {key: d for key, d in world.declarations.items()
+                  if d.is_published or d.created_by == p.actor})
+
+
 def request_document(fields: dict[str, list[str]]) -> dict[str, Any]:
     """The form, shaped as the declaration parser's document (one parser for every input)."""
     scheme, _, level = one(fields, "level").partition("/")
