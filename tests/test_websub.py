@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -230,3 +231,59 @@ def test_a_topic_in_another_language_is_pushed_in_that_language(
         [status] = conn.execute(select(t.websub_subscriptions.c.last_status)).scalars()
     assert status is not None and status.startswith("2")
 
+
+
+def test_the_hub_answers_429_past_its_rate_limit(engine: Engine, hub: str) -> None:
+    """Each hub request may start a request to someone else: a client gets BURST at once."""
+    from tocsin.web.websub import BURST
+    answers = [form(hub, mode="watch") for _ in range(BURST + 1)]
+    assert [a.status_code for a in answers] == [400] * BURST + [429]
+    assert int(answers[-1].headers["retry-after"]) > 0
+    assert "too many requests" in answers[-1].json()["error"]["message"]
+
+
+def test_one_callback_host_holds_a_bounded_number_of_subscriptions(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, subscriber: Subscriber) -> None:
+    monkeypatch.setattr("tocsin.web.websub.MAX_PER_CALLBACK_HOST", 2)
+    port = free_port()
+    monkeypatch.setenv("TOCSIN_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("TOCSIN_ALLOW_PRIVATE_TARGETS", "1")
+    with running(create_app(engine), port=port) as base:
+        topic = base + FEED
+        first, second = subscriber.url + "&n=1", subscriber.url + "&n=2"
+        for callback in (first, second):
+            assert form(base, mode="subscribe", topic=topic,
+                        callback=callback).status_code == 202
+        wait_for(lambda: len(subscriptions(engine)) == 2)
+        third = form(base, mode="subscribe", topic=topic, callback=subscriber.url + "&n=3")
+        assert third.status_code == 429
+        assert "hub.callback host '127.0.0.1' has 2 subscriptions" in (
+            third.json()["error"]["message"])
+        renewal = form(base, mode="subscribe", topic=topic, callback=first)
+        assert renewal.status_code == 202  # a subscription it holds may be renewed
+        wait_for(lambda: len(subscriber.verifications) == 3)
+    assert sorted(callback for _, callback in subscriptions(engine)) == [first, second]
+
+
+def test_verifications_under_way_are_bounded(engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                             subscriber: Subscriber) -> None:
+    """A callback that never answers holds its verification until the timeout; past
+    MAX_VERIFYING of those the hub refuses new requests (429) instead of starting more."""
+    monkeypatch.setattr("tocsin.web.websub.MAX_VERIFYING", 1)
+    monkeypatch.setattr("tocsin.web.websub.TIMEOUT", 2.0)
+    port = free_port()
+    monkeypatch.setenv("TOCSIN_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("TOCSIN_ALLOW_PRIVATE_TARGETS", "1")
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never answers
+    with silent, running(create_app(engine), port=port) as base:
+        hanging = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        assert form(base, mode="subscribe", topic=base + FEED,
+                    callback=hanging).status_code == 202
+        busy = form(base, mode="subscribe", topic=base + FEED, callback=subscriber.url)
+        assert busy.status_code == 429
+        assert "verifying 1 subscriptions already" in busy.json()["error"]["message"]
+        assert subscriber.verifications == []
+        time.sleep(2.5)  # the silent callback's verification has timed out
+        assert form(base, mode="subscribe", topic=base + FEED,
+                    callback=subscriber.url).status_code == 202
+        wait_for(lambda: subscriptions(engine) == [(base + FEED, subscriber.url)])
