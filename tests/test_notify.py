@@ -256,6 +256,9 @@ def test_subscriptions_refuse_bad_input_and_write_nothing(engine: Engine) -> Non
     bad = [
         dict(channel=Channel.WEBHOOK, target="ftp://x.example/", areas=["KZ"]),
         dict(channel=Channel.WEBHOOK, target="http://127.0.0.1:9/", areas=["KZ"]),
+        dict(channel=Channel.WEBHOOK, target="http://[::127.0.0.1]:9/", areas=["KZ"]),
+        dict(channel=Channel.WEBHOOK, target="http://[64:ff9b::127.0.0.1]/", areas=["KZ"]),
+        dict(channel=Channel.WEBHOOK, target="http://[2002:7f00:1::]/", areas=["KZ"]),
         dict(channel=Channel.WEBHOOK, target="https://u:p@example.org/", areas=["KZ"]),
         dict(channel=Channel.EMAIL, target="not an address", areas=["KZ"]),
         dict(channel=Channel.EMAIL, target="a@example.kz", areas=[]),
