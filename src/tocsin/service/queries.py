@@ -16,10 +16,12 @@ from tocsin.domain.area import Area, AreaTree
 from tocsin.domain.audit import AuditEntry, Verdict, verify
 from tocsin.domain.declaration import Declaration, Status
 from tocsin.domain.errors import unknown
+from tocsin.domain.layered import with_changes
 from tocsin.domain.resolve import (
     Effective,
     Period,
     SchemeHistory,
+    Source,
     Window,
     effective_level,
     effective_levels,
@@ -93,6 +95,8 @@ class World:
     structure_at: datetime | None = None
     """When areas or schemes last changed: the oldest any area document can be."""
     _live: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    _pending: dict[str, tuple[dict[str, Effective], set[str]]] = field(default_factory=dict)
+    """Per scheme: the previous levels and the areas a change named, to resolve again."""
 
     def scheme(self, key: str) -> Scheme:
         if key not in self.schemes:
@@ -112,10 +116,14 @@ class World:
         return list(self._used)
 
     def resolved(self, key: str) -> dict[str, Effective]:
-        """Every area's effective level under `key` at `now`, resolved once."""
+        """Every area's effective level under `key` at `now`, resolved once (or, after a
+        change, again only inside the areas it named)."""
         assert self.now is not None, "resolved() needs a world with a now"
         if key not in self._resolved:
-            self._resolved[key] = effective_levels(self.tree, self.history(key), self.now)
+            pending = self._pending.pop(key, None)
+            self._resolved[key] = (
+                self._resolve_within(key, *pending) if pending is not None
+                else effective_levels(self.tree, self.history(key), self.now))
         return self._resolved[key]
 
     def effective(self, key: str, code: str, at: datetime) -> Effective:
@@ -352,7 +360,83 @@ class World:
                     for old in d.replaces:
                         replacers[old] = [*replacers.get(old, ()), d.id]
             world._replacers = replacers
+        self._carry_resolved(world, [*changed.values(), *crossed], schemes_changed)
+        for key in schemes_changed:
+            if key in self._histories:
+                # The previous history stays the base; only what the change touched is new.
+                world.replaced_by("")  # the index of replacements the delta needs
+                assert world._replacers is not None
+                world._histories[key] = with_changes(
+                    self._histories[key], changed.values(), declarations, world._replacers)
         return world
+
+    def _carry_resolved(self, world: World, moved: list[Declaration],
+                        schemes: set[str]) -> None:
+        """Give `world` this world's resolved levels and per-area window lists, made again
+        only inside the areas `moved` declarations (and what they replace) name."""
+        named: dict[str, set[str]] = {}
+        for d in moved:
+            codes = named.setdefault(d.scheme, set())
+            codes.update(d.areas)
+            for old in d.replaces:
+                if old in world.declarations:
+                    codes.update(world.declarations[old].areas)
+        world._owned = {k: v for k, v in self._owned.items()
+                        if k[0] not in schemes or k[1] not in named.get(k[0], ())}
+        if self.now is None or world.now is None:
+            return
+        for key, levels in self._resolved.items():
+            codes = {c for c in named.get(key, ()) if c in self.tree.areas}
+            if key not in named:  # nothing of this scheme started, ended or changed
+                world._resolved[key] = levels
+            elif codes and len(codes) < 1_000:
+                world._pending[key] = (levels, codes)
+
+    def _resolve_within(self, key: str, levels: dict[str, Effective],
+                        named: set[str]) -> dict[str, Effective]:
+        """`levels` with the subtrees of the `named` areas resolved again (one pass down
+        each subtree; everything outside them holds as it was)."""
+        assert self.now is not None
+        tree, history = self.tree, self.history(key)
+        roots = [c for c in named if not named.intersection(tree.ancestors(c))]
+        inside = {c for root in roots for c in (root, *tree.descendants(root))}
+        direct: dict[str, tuple[int, list[Source]]] = {}
+        for window in history.in_effect(self.now):
+            for code in window.declaration.areas:
+                if code in inside:
+                    current = direct.get(code)
+                    if current is None or window.rank > current[0]:
+                        direct[code] = (window.rank, [Source(window, code)])
+                    elif window.rank == current[0]:
+                        current[1].append(Source(window, code))
+        out = dict(levels)
+        for root in roots:
+            parent = tree.areas[root].parent
+            above = out[parent] if parent is not None else None
+            best: dict[str, tuple[int | None, tuple[Source, ...]]] = {}
+            if above is not None and above.sources and above.level is not None:
+                start: tuple[int | None, tuple[Source, ...]] = (above.level.rank,
+                                                                above.sources)
+            else:
+                start = (None, ())
+            queue = [root]
+            while queue:
+                code = queue.pop()
+                up = tree.areas[code].parent
+                inherited = best[up] if code != root and up is not None else start
+                own = direct.get(code)
+                if own is None:
+                    best[code] = inherited
+                elif inherited[0] is None or own[0] > inherited[0]:
+                    best[code] = (own[0], tuple(own[1]))
+                elif own[0] == inherited[0]:
+                    best[code] = (own[0], (*own[1], *inherited[1]))
+                else:
+                    best[code] = inherited
+                out[code] = Effective(code, history.level_of_rank(best[code][0]),
+                                      best[code][1])
+                queue.extend(tree.children(code))
+        return out
 
     def windows_crossed(self, since: datetime, until: datetime) -> list[Declaration]:
         """Published declarations whose window started or ended in (since, until]."""
