@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html import unescape
 from importlib.resources import files
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from tests.helpers import dump, request
 from tests.smtp_server import SmtpServer
 from tests.web_server import running
@@ -26,6 +26,7 @@ from tocsin.domain.notify import Channel, Subscription, SubscriptionStatus
 from tocsin.notify.worker import Worker
 from tocsin.render import i18n, urls
 from tocsin.service import commands, keys, subscriptions
+from tocsin.store import tables
 from tocsin.store.database import reading
 from tocsin.web.app import create_app
 from tocsin.web.snapshot import build
@@ -240,6 +241,32 @@ def test_the_same_answer_whether_or_not_the_address_was_subscribed(
     assert (first.status_code, first.headers["location"]) == (
         again.status_code, again.headers["location"])
     assert [s.status for s in public(engine)] == [SubscriptionStatus.ACTIVE]
+
+
+def test_posting_the_form_again_and_again_mails_the_address_once_an_hour(
+        engine: Engine, db_url: str, keys_dir: Path, base: str, client: httpx.Client,
+        smtp_server: SmtpServer) -> None:
+    """Issue 15, item 12: 20 posts naming one victim's address (for one area, or several)
+    send her one confirmation, and every post answers the same."""
+    answers = {(area, sent.status_code, sent.headers["location"]) for area, sent in (
+        (area, client.post("/subscriptions/email", headers={**FORM, "origin": base}, data={
+            "email": READER, "area": area, "language": "en"}))
+        for area in [AREA] * 17 + ["KZ-19", "KZ", AREA])}
+    assert answers == {(area, 303, f"/subscriptions/email/sent?lang=en&area={area}")
+                       for area in (AREA, "KZ-19", "KZ")}
+    worker_round(engine, db_url, keys_dir, smtp_server, base)
+    assert [m.rcpt_tos for m in smtp_server.messages()] == [(READER,)]
+    assert {s.status for s in public(engine)} == {SubscriptionStatus.PENDING}
+
+    with engine.begin() as conn:  # an hour passes
+        conn.execute(update(tables.subscriptions).where(
+            tables.subscriptions.c.confirm_sent_at.is_not(None)).values(
+            confirm_sent_at=now() - timedelta(hours=1)))
+    for _ in range(3):
+        client.post("/subscriptions/email", headers={**FORM, "origin": base},
+                    data={"email": READER, "area": AREA, "language": "en"})
+    worker_round(engine, db_url, keys_dir, smtp_server, base)
+    assert [m.rcpt_tos for m in smtp_server.messages()] == [(READER,), (READER,)]
 
 
 def test_a_push_subscription_ends_by_its_link_too(engine: Engine, client: httpx.Client,

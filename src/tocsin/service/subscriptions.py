@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
@@ -40,6 +40,9 @@ LANGUAGES = ("kk", "ru", "en")
 PUBLIC = "public"
 """The owner of subscriptions made from the public pages."""
 MAX_AREAS = 200
+CONFIRM_WINDOW = timedelta(hours=1)
+"""At most one confirmation message per e-mail address in this window, however often (and for
+whichever areas) the form is posted with it: the form must not mail-bomb someone else."""
 PUSH_KEY = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
 
@@ -51,7 +54,8 @@ def add(engine: Engine, *, channel: Channel, target: str, areas: Sequence[str],
 
     E-mail subscriptions wait for confirmation: a confirmation message is queued in the same
     transaction. An address already subscribed to the same areas and schemes is not added
-    twice: that subscription is returned (and, if pending, its confirmation sent again).
+    twice: that subscription is returned (and, if pending, its confirmation sent again). An
+    address gets at most one confirmation per CONFIRM_WINDOW, whatever is asked.
     """
     check_current(engine)
     target, details = _check_target(channel, target, details or {}, allow_private)
@@ -79,7 +83,7 @@ def add(engine: Engine, *, channel: Channel, target: str, areas: Sequence[str],
             existing = _same(conn, channel, target, area_codes, scheme_keys)
             if existing is not None:
                 if existing.status is SubscriptionStatus.PENDING:
-                    _queue_confirmation(unit, existing.id)
+                    _confirm_once_a_window(unit, existing.id, target)
                 return existing, ""
         secret = _new_secret(channel)
         sub_id = "sub_" + secrets.token_hex(8)
@@ -98,7 +102,7 @@ def add(engine: Engine, *, channel: Channel, target: str, areas: Sequence[str],
             "channel": channel.value, "target": _shown_target(channel, target),
             "areas": area_codes, "schemes": scheme_keys, "owner": owner})
         if status is SubscriptionStatus.PENDING:
-            _queue_confirmation(unit, sub_id)
+            _confirm_once_a_window(unit, sub_id, target)
         sub = _load(conn, sub_id)
     return sub, secret if channel is Channel.WEBHOOK else ""
 
@@ -230,6 +234,23 @@ def _writing(engine: Engine, now: datetime, actor: str, *, audited: bool
         return
     with queueing(engine) as conn:
         yield _Quiet(conn, now)
+
+
+def _confirm_once_a_window(unit: Change | _Quiet, sub_id: str, target: str) -> None:
+    """Queue the confirmation of `sub_id` unless one went to its address (for any of its
+    subscriptions) within CONFIRM_WINDOW; silently, so the answer tells nothing."""
+    conn, subs = unit.conn, t.subscriptions
+    if conn.dialect.name == "postgresql":  # two posts at once for one address: one mail
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                     {"key": f"tocsin-confirm:{target}"})
+    last = conn.execute(select(subs.c.confirm_sent_at).where(
+        subs.c.channel == Channel.EMAIL.value, subs.c.target == target,
+        subs.c.confirm_sent_at.is_not(None)).order_by(subs.c.confirm_sent_at.desc())
+        .limit(1)).scalar()
+    if last is not None and unit.now - last < CONFIRM_WINDOW:
+        return
+    conn.execute(update(subs).where(subs.c.id == sub_id).values(confirm_sent_at=unit.now))
+    _queue_confirmation(unit, sub_id)
 
 
 def _queue_confirmation(unit: Change | _Quiet, sub_id: str) -> None:

@@ -302,6 +302,8 @@ subscriptions = Table(
     Column("confirmed_at", UTCDateTime, nullable=True),
     Column("disabled_at", UTCDateTime, nullable=True),
     Column("disabled_reason", Text, nullable=True),
+    Column("confirm_sent_at", UTCDateTime, nullable=True),
+    # E-mail: when a confirmation was last queued (one per address an hour).
     Index("ix_subscriptions_channel_target", "channel", "target"),
 )
 

@@ -1,4 +1,5 @@
 """One-time password reset links: an administrator issues one, the user sets her own password.
+E-mail subscriptions remember when their confirmation was last sent (one per address an hour).
 
 Revision ID: 0006
 Revises: 0005
@@ -28,7 +29,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id_hash", name="pk_password_resets"),
     )
     op.create_index("ix_password_resets_user_name", "password_resets", ["user_name"])
+    with op.batch_alter_table("subscriptions") as batch:
+        batch.add_column(sa.Column("confirm_sent_at", UTCDateTime, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("subscriptions") as batch:
+        batch.drop_column("confirm_sent_at")
     op.drop_table("password_resets")
