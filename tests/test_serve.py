@@ -4,58 +4,27 @@ and a clean stop."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 from tests.helpers import request
 from tests.test_web import read_events
-from tests.web_server import free_port, running
+from tests.web_server import TOCSIN, running, serving
 
 from tocsin.service import commands
 from tocsin.web.app import create_app
 
-TOCSIN = Path(sys.executable).with_name("tocsin")
-
 
 @pytest.fixture
 def server(db_url: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "TOCSIN_DATABASE_URL": db_url, "TOCSIN_TEST_PROCESS_HEADER": "1"}
-    process = subprocess.Popen([str(TOCSIN), "serve", "--port", str(port), "--workers", "2"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/api/v1/schemes", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            output = process.stdout.read() if process.stdout else ""
-            process.kill()
-            raise AssertionError(f"tocsin serve did not start:\n{output}")
-        time.sleep(0.1)
-    yield base
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    finally:
-        if process.stdout:
-            process.stdout.close()
+    with serving(db_url) as base:
+        yield base
 
 
 def test_serve_answers_pages_api_304_and_live_events(server: str, engine: Engine) -> None:
