@@ -13,19 +13,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
+from starlette.applications import Starlette
+from starlette.routing import Route
 from tests.delivering import delivering
 from tests.web_server import free_port, running
 
 from tocsin.domain.declaration import DeclarationRequest, Statement
+from tocsin.domain.notify import DeliveryStatus
 from tocsin.service import commands
 from tocsin.store import tables as t
 from tocsin.store.database import reading
-from tocsin.web.app import create_app
+from tocsin.web.app import TocsinApp, create_app
+from tocsin.web.websub import HUB_PATH, Hub
 
 FEED = "/feeds/alerts.atom"
 
@@ -100,6 +105,25 @@ def wait_for(predicate: Callable[[], object], seconds: float = 15.0) -> None:
         time.sleep(0.02)
 
 
+def settled(engine: Engine) -> bool:
+    """The workers' round is over: every outbox event fanned out, no delivery still pending
+    or under way. Only then does "nothing (more) arrived" mean anything."""
+    with reading(engine) as conn:
+        waiting = conn.execute(select(func.count()).select_from(t.outbox)
+                               .where(t.outbox.c.fanned_out_at.is_(None))).scalar_one()
+        open_ = conn.execute(select(func.count()).select_from(t.deliveries).where(
+            t.deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.LEASED]))
+        ).scalar_one()
+    return waiting == 0 and open_ == 0
+
+
+def hub_of(app: TocsinApp) -> Hub:
+    """The app's WebSub hub, to see whether a verification is still under way."""
+    [route] = [r for r in cast(Starlette, app.private).routes
+               if getattr(r, "path", None) == HUB_PATH]
+    return cast(Hub, cast(Route, route).endpoint.__self__)  # type: ignore[attr-defined]
+
+
 def subscriptions(engine: Engine) -> list[tuple[str, str]]:
     with reading(engine) as conn:
         rows = conn.execute(select(t.websub_subscriptions.c.topic,
@@ -139,23 +163,28 @@ def test_subscribe_verify_push_signed_then_unsubscribe(engine: Engine, hub: str,
     assert headers["x-hub-signature"] == f"sha256={expected}"
     assert f'<{hub}/websub>; rel="hub"' in headers["link"]
     assert f'<{topic}>; rel="self"' in headers["link"]
-    time.sleep(0.3)
+    wait_for(lambda: settled(engine))
     assert len(subscriber.pushes) == 1, "each new version is pushed once"
 
     assert form(hub, mode="unsubscribe", topic=topic, callback=subscriber.url).status_code == 202
     wait_for(lambda: subscriptions(engine) == [])
     declare(engine, "KZ-71")
-    time.sleep(0.5)
+    wait_for(lambda: settled(engine))
     assert len(subscriber.pushes) == 1
 
 
-def test_a_subscriber_that_does_not_confirm_is_not_subscribed(engine: Engine, hub: str,
-                                                              subscriber: Subscriber) -> None:
+def test_a_subscriber_that_does_not_confirm_is_not_subscribed(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, subscriber: Subscriber) -> None:
     subscriber.confirm = False
-    assert form(hub, mode="subscribe", topic=hub + FEED,
-                callback=subscriber.url).status_code == 202
-    wait_for(lambda: subscriber.verifications)
-    time.sleep(0.3)
+    port = free_port()
+    monkeypatch.setenv("TOCSIN_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("TOCSIN_ALLOW_PRIVATE_TARGETS", "1")
+    app = create_app(engine)
+    with running(app, port=port) as base:
+        assert form(base, mode="subscribe", topic=base + FEED,
+                    callback=subscriber.url).status_code == 202
+        wait_for(lambda: subscriber.verifications)
+        wait_for(lambda: not hub_of(app).tasks)  # the verification is over, not just slow
     assert subscriptions(engine) == []
 
 
@@ -176,7 +205,7 @@ def test_two_workers_push_each_version_once(engine: Engine, hub: str,
         wait_for(lambda: subscriptions(engine))
         declare(engine)
         wait_for(lambda: subscriber.pushes)
-        time.sleep(1.0)
+        wait_for(lambda: settled(engine))
         assert len(subscriber.pushes) == 1
 
 
