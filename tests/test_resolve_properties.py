@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 
 from hypothesis import given, settings
@@ -299,3 +299,62 @@ def test_replacement_ends_the_replaced_declaration() -> None:
     assert city.inherited_from == "KZ"
     assert key_of(effective_level(tree, history, "KZ-75", GRID[3])) == "moderate"
     assert history.next_change_after(GRID[1]) == GRID[3]
+
+
+def oracle_windows(decls: list[Declaration]) -> list[tuple[Declaration, datetime, datetime | None]]:
+    """(declaration, start, end) of every published declaration, in (start, id) order."""
+    out = [(d, d.effective, oracle_end(d, decls)) for d in decls
+           if d.status == Status.PUBLISHED and d.effective is not None]
+    return sorted(out, key=lambda w: (w[1], w[0].id))
+
+
+@st.composite
+def instants(draw: st.DrawFn, decls: list[Declaration]) -> list[datetime]:
+    """Instants in any order: window boundaries, a moment either side of them, and anywhere
+    from before every declaration to after all of them; some in another time zone."""
+    points = sorted(boundaries(decls)) or [T0]
+    near = st.tuples(st.sampled_from(points), st.sampled_from([-1, 0, 0, 1])).map(
+        lambda p: p[0] + timedelta(microseconds=p[1]))
+    anywhere = st.integers(-24 * 60, 24 * 60).map(lambda m: T0 + timedelta(minutes=m))
+    out = draw(st.lists(near | anywhere, min_size=1, max_size=12))
+    east = timezone(timedelta(hours=6))
+    return [at.astimezone(east) if draw(st.booleans()) else at for at in out]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_index_answers_like_a_scan_of_every_window_at_any_instant(
+        data: st.DataObject) -> None:
+    """Whatever instant is asked first (which settles what the index keeps ready), every
+    question at every instant, past or future, gets the answer a scan of every window gives."""
+    scheme, tree, decls = data.draw(scenarios())
+    history = SchemeHistory(scheme, decls)
+    windows = oracle_windows(decls)
+    points = sorted(boundaries(decls))
+    codes = sorted(tree.areas)
+    for at in data.draw(instants(decls)):
+        holding = [d.id for d, start, end in windows if start <= at and (end is None or at < end)]
+        assert [w.declaration.id for w in history.in_effect(at)] == holding, at
+        assert [w.declaration.id for w in history.ending_after(at)] == [
+            d.id for d, _, end in windows if end is None or end > at]
+        assert history.next_change_after(at) == min((p for p in points if p > at), default=None)
+        assert history.last_change_until(at) == max((p for p in points if p <= at), default=None)
+        code = data.draw(st.sampled_from(codes))
+        chain = chain_of(tree, code)
+        assert [w.declaration.id for w in history.naming_at(chain, at)] == [
+            i for i in holding if set(chain) & set(next(d for d in decls if d.id == i).areas)]
+        everyone = effective_levels(tree, history, at)
+        for area in codes:
+            expected = oracle(scheme, tree, decls, area, at)
+            e = everyone[area]
+            assert (key_of(e), sources_of(e), e.is_baseline) == expected, (area, at)
+        one = effective_level(tree, history, code, at)
+        assert (key_of(one), sources_of(one), one.is_baseline) == oracle(
+            scheme, tree, decls, code, at)
+    assert len(history) == len(windows)
+    assert [(w.declaration.id, w.start, w.end) for w in history.windows] == [
+        (d.id, start, end) for d, start, end in windows]
+    for code in codes:
+        chain = chain_of(tree, code)
+        assert [w.declaration.id for w in history.naming(chain)] == [
+            d.id for d, _, _ in windows if set(chain) & set(d.areas)]

@@ -8,15 +8,15 @@ Where none holds, the scheme's baseline level applies (or no level at all).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
+from itertools import chain, compress, repeat
+from operator import and_, attrgetter
 
 from tocsin.domain.area import AreaTree
-from tocsin.domain.declaration import Declaration, Status, end_of, replaced_by
+from tocsin.domain.declaration import Declaration, Status
 from tocsin.domain.scheme import Level, Scheme
 
 
@@ -80,79 +80,241 @@ class Period:
         return (self.start is None or self.start <= at) and (self.end is None or at < self.end)
 
 
+_FOREVER = datetime.max.replace(tzinfo=UTC)
+"""The end of a window that never ends, so that ends compare without a None check."""
+
+_ID = attrgetter("id")
+_LEVEL = attrgetter("level")
+_EFFECTIVE = attrgetter("effective")
+_EXPIRES = attrgetter("expires")
+_CANCELLATION = attrgetter("cancellation")
+_REPLACES = attrgetter("replaces")
+_AREAS = attrgetter("areas")
+
+
+class _Recent:
+    """The windows that still matter from an instant on, found when a question first names
+    an instant (for a snapshot: its own instant).
+
+    `live` holds every window with a start or end after that instant; `settled` is the last
+    start or end of all the others (None: there are none). From `settled` on, the others
+    neither hold nor start nor end, so answers for such instants read `live` alone.
+    """
+
+    __slots__ = ("by_area", "ends", "live", "settled", "starts")
+
+    def __init__(self, settled: datetime | None, live: list[int], starts: list[datetime],
+                 ends: list[datetime]) -> None:
+        self.settled = settled
+        self.live = live
+        self.starts = starts
+        self.ends = ends
+        self.by_area: dict[str, list[int]] | None = None
+
+
 class SchemeHistory:
-    """Every published declaration of one scheme with the window in which it holds."""
+    """Every published declaration of one scheme with the window in which it holds.
+
+    It is built for every snapshot from the whole history, so building it costs a few passes
+    over parallel lists (one entry per declaration: no object per window, no sort). Whatever a
+    question needs beyond that is made when first asked, then kept: the windows that still
+    matter at the first instant asked about (a snapshot's own instant), the index by area (for
+    timelines), `Window` objects (only for the windows an answer returns). An instant before
+    the last change of the rest (`?at=` in the past) is answered by one pass over everything.
+    """
 
     def __init__(self, scheme: Scheme, declarations: Iterable[Declaration]) -> None:
+        """`declarations` may hold any declarations (of any status and scheme), each id once."""
         self.scheme = scheme
-        published = {
-            d.id: d for d in declarations
-            if d.status is Status.PUBLISHED and d.scheme == scheme.key
-        }
-        replacers = replaced_by(published)
+        key, published = scheme.key, Status.PUBLISHED
+        decls = [d for d in declarations if d.status is published and d.scheme == key]
         ranks = {level.key: level.rank for level in scheme.levels}
-        windows = []
-        for d in published.values():
-            assert d.effective is not None, "published declarations have an effective time"
-            replacing = replacers.get(d.id)
-            if replacing is None and d.cancellation is None:
-                end = d.expires  # the common case, without building a list
-            else:
-                end = end_of(d, [published[r] for r in replacing or ()])
-            windows.append(Window(d, ranks[d.level], d.effective, end))
-        # Two stable sorts order by (start, id) without building a million key tuples.
-        windows.sort(key=attrgetter("declaration.id"))
-        windows.sort(key=attrgetter("start"))
-        self.windows: tuple[Window, ...] = tuple(windows)
-        self._starts = [w.start for w in windows]
-        by_end = sorted(windows, key=_end_key)
-        self._by_end = tuple(by_end)
-        self._ends = [_end_key(w) for w in by_end]
+        self._declarations = decls
+        self._ids: list[str] = list(map(_ID, decls))
+        self._ranks: list[int] = list(map(ranks.__getitem__, map(_LEVEL, decls)))
+        self._starts: list[datetime] = list(map(_EFFECTIVE, decls))
+        self._ends = _ends(decls, self._ids)
+        try:
+            self._lasts: list[datetime] = list(map(max, self._starts, self._ends))
+        except TypeError:  # max(None, end): a published declaration without an effective time
+            raise AssertionError("published declarations have an effective time") from None
         self._by_rank = {level.rank: level for level in scheme.levels}
-        self._by_area: dict[str, list[Window]] | None = None
+        self._made: dict[int, Window] = {}
+        self._recent: _Recent | None = None
+        self._by_area: dict[str, list[int]] | None = None
+        self._all: tuple[Window, ...] | None = None
+
+    def __len__(self) -> int:
+        """The number of windows (published declarations of the scheme)."""
+        return len(self._starts)
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        """Every window, in start order (then by declaration id).
+
+        Made on first use, a `Window` per declaration: prefer the questions below, which make
+        only the windows they return.
+        """
+        if self._all is None:
+            self._all = tuple(self._windows(range(len(self._starts))))
+        return self._all
 
     def in_effect(self, at: datetime) -> list[Window]:
-        """The windows holding at `at`, in start order.
+        """The windows holding at `at`, in start order (then by declaration id)."""
+        at = _utc(at)
+        indices, starts, ends = self._scope(at)
+        return self._windows(compress(indices, map(and_, map(at.__ge__, starts),
+                                                   map(at.__lt__, ends))))
 
-        Scans whichever is shorter: the windows started by `at`, or those not ended by it.
-        """
-        started = bisect_right(self._starts, at)
-        ended = bisect_right(self._ends, at)
-        if started <= len(self._ends) - ended:
-            return [w for w in self.windows[:started] if w.end is None or at < w.end]
-        found = [w for w in self._by_end[ended:] if w.start <= at]
-        found.sort(key=attrgetter("declaration.id"))
-        found.sort(key=attrgetter("start"))
-        return found
+    def ending_after(self, at: datetime) -> list[Window]:
+        """The windows not over by `at`: holding then, starting later, or never ending; in start
+        order. (What may still change: reminders of an expiry, for instance.)"""
+        at = _utc(at)
+        indices, _, ends = self._scope(at)
+        return self._windows(compress(indices, map(at.__lt__, ends)))
 
     def naming(self, codes: Iterable[str]) -> list[Window]:
         """Windows of declarations that name any of `codes`, in start order."""
-        if self._by_area is None:
-            index: dict[str, list[Window]] = {}
-            for w in self.windows:
-                for code in w.declaration.areas:
-                    index.setdefault(code, []).append(w)
-            self._by_area = index
-        found = {id(w): w for code in codes for w in self._by_area.get(code, ())}
-        return sorted(found.values(), key=lambda w: (w.start, w.declaration.id))
+        index = self._area_index()
+        return self._windows({i for code in codes for i in index.get(code, ())})
+
+    def naming_at(self, codes: Iterable[str], at: datetime) -> list[Window]:
+        """Windows holding at `at` of declarations that name any of `codes`, in start order."""
+        at = _utc(at)
+        recent = self._settled_at(at)
+        index = self._area_index() if recent is None else self._recent_area_index(recent)
+        starts, ends = self._starts, self._ends
+        return self._windows({i for code in codes for i in index.get(code, ())
+                              if starts[i] <= at < ends[i]})
 
     def next_change_after(self, at: datetime) -> datetime | None:
         """The first instant after `at` at which some window starts or ends, if any."""
-        later = [w.start for w in self.windows if w.start > at]
-        later += [w.end for w in self.windows if w.end is not None and w.end > at]
-        return min(later, default=None)
+        at = _utc(at)
+        _, starts, ends = self._scope(at)
+        first = min(min(filter(at.__lt__, starts), default=_FOREVER),
+                    min(filter(at.__lt__, ends), default=_FOREVER))
+        return None if first is _FOREVER else first
+
+    def last_change_until(self, at: datetime) -> datetime | None:
+        """The last instant at or before `at` at which some window started or ended, if any."""
+        at = _utc(at)
+        recent = self._settled_at(at)
+        if recent is None:
+            starts, ends, found = self._starts, self._ends, None
+        else:
+            starts, ends, found = recent.starts, recent.ends, recent.settled
+        for latest in (max(filter(at.__ge__, starts), default=None),
+                       max(filter(at.__ge__, ends), default=None)):
+            if latest is not None and (found is None or latest > found):
+                found = latest
+        return found
 
     def level_of_rank(self, rank: int | None) -> Level | None:
         if rank is None:
             return self.scheme.baseline_level
         return self._by_rank[rank]
 
+    # --- what the questions are read from ------------------------------------------------
 
-_FOREVER = datetime.max.replace(tzinfo=UTC)
+    def _settled_at(self, at: datetime) -> _Recent | None:
+        """The recent windows if they alone answer for `at`, else None (read everything)."""
+        recent = self._recent
+        if recent is None:
+            lasts = self._lasts
+            live = list(compress(range(len(lasts)), map(at.__lt__, lasts)))
+            recent = self._recent = _Recent(
+                max(filter(at.__ge__, lasts), default=None), live,
+                list(map(self._starts.__getitem__, live)), list(map(self._ends.__getitem__, live)))
+        if recent.settled is None or at >= recent.settled:
+            return recent
+        return None
+
+    def _scope(self, at: datetime) -> tuple[Sequence[int], list[datetime], list[datetime]]:
+        """Indices, starts and ends of the windows that can matter at `at`."""
+        recent = self._settled_at(at)
+        if recent is None:
+            return range(len(self._starts)), self._starts, self._ends
+        return recent.live, recent.starts, recent.ends
+
+    def _area_index(self) -> dict[str, list[int]]:
+        if self._by_area is None:
+            self._by_area = _by_area(enumerate(map(_AREAS, self._declarations)))
+        return self._by_area
+
+    def _recent_area_index(self, recent: _Recent) -> dict[str, list[int]]:
+        if recent.by_area is None:
+            decls = self._declarations
+            recent.by_area = _by_area((i, decls[i].areas) for i in recent.live)
+        return recent.by_area
+
+    def _windows(self, indices: Iterable[int]) -> list[Window]:
+        """The windows of `indices`, in start order (then by declaration id)."""
+        order = sorted(indices, key=self._ids.__getitem__)
+        order.sort(key=self._starts.__getitem__)
+        made = self._made
+        out = []
+        for i in order:
+            window = made.get(i)
+            if window is None:
+                end = self._ends[i]
+                window = made.setdefault(i, Window(
+                    self._declarations[i], self._ranks[i], self._starts[i],
+                    None if end is _FOREVER else end))
+            out.append(window)
+        return out
 
 
-def _end_key(window: Window) -> datetime:
-    return _FOREVER if window.end is None else window.end
+def _ends(decls: list[Declaration], ids: list[str]) -> list[datetime]:
+    """When each declaration stops holding (_FOREVER: never): the earliest of the start of the
+    first of `decls` that replaces it, its expiry and its cancellation (as `end_of`).
+
+    Passes in C over all, Python only over the replaced and the cancelled.
+    """
+    ends = [_FOREVER if expires is None else expires for expires in map(_EXPIRES, decls)]
+    cancellations = list(map(_CANCELLATION, decls))
+    for i in compress(range(len(decls)), cancellations):
+        at = cancellations[i].at
+        if at < ends[i]:  # on a tie, the expiry (as in `end_of`)
+            ends[i] = at
+    first = _first_replacements(list(compress(decls, map(_REPLACES, decls))))
+    if first:
+        replaced = list(compress(range(len(ids)), map(set(first).__contains__, ids)))
+        for i, start in zip(replaced, map(first.__getitem__, map(ids.__getitem__, replaced)),
+                            strict=True):
+            if start <= ends[i]:  # on a tie, the replacement (as in `end_of`)
+                ends[i] = start
+    return ends
+
+
+def _first_replacements(replacers: list[Declaration]) -> dict[str, datetime]:
+    """For each id that `replacers` replace, the start of the first replacement."""
+    olds = list(chain.from_iterable(map(_REPLACES, replacers)))
+    starts = list(chain.from_iterable(
+        map(repeat, map(_EFFECTIVE, replacers), map(len, map(_REPLACES, replacers)))))
+    first: dict[str, datetime] = dict(zip(olds, starts, strict=True))
+    if len(first) < len(olds):  # replaced more than once: keep the earliest
+        first = {}
+        for old, start in zip(olds, starts, strict=True):
+            if start is not None and start < first.setdefault(old, start):
+                first[old] = start
+    return first
+
+
+def _by_area(entries: Iterable[tuple[int, tuple[str, ...]]]) -> dict[str, list[int]]:
+    index: dict[str, list[int]] = {}
+    for i, codes in entries:
+        for code in codes:
+            found = index.get(code)
+            if found is None:
+                index[code] = [i]
+            else:
+                found.append(i)
+    return index
+
+
+def _utc(at: datetime) -> datetime:
+    """`at` in UTC (the same instant), so that it compares with stored times the fast way."""
+    return at if at.tzinfo is UTC or at.tzinfo is None else at.astimezone(UTC)
 
 
 def effective_levels(tree: AreaTree, history: SchemeHistory, at: datetime) -> dict[str, Effective]:
@@ -191,7 +353,7 @@ def effective_levels(tree: AreaTree, history: SchemeHistory, at: datetime) -> di
 def effective_level(tree: AreaTree, history: SchemeHistory, code: str, at: datetime) -> Effective:
     """The effective level of one area at `at` (same rule as effective_levels)."""
     chain = [code, *tree.ancestors(code)]
-    holding = [w for w in history.naming(chain) if w.holds_at(at)]
+    holding = history.naming_at(chain, at)
     if not holding:
         return Effective(code, history.level_of_rank(None), ())
     top = max(w.rank for w in holding)
