@@ -5,19 +5,30 @@ What it measures, on synthetic data with the real built-in `kz-terror` scheme:
 * building `SchemeHistory(scheme, declarations)` (the index built once per snapshot) from
   `--history` published declarations, of which exactly `--in-effect` hold at the measured
   instant and the rest are history: expired, cancelled, or replaced by a later declaration
-  that took effect before that instant;
+  that took effect before that instant; and, on that fresh index, the first question at the
+  measured instant (`in_effect`), which finds the windows that still matter then;
 * `effective_levels(tree, history, at)` for every area of an `--areas`-sized tree four levels
-  deep (country, regions, cities, districts);
-* the process's peak resident memory (RSS) after everything.
+  deep (country, regions, cities, districts), at the measured instant and at a past one
+  (`?at=` in the past);
+* the timelines of a sample of areas (the first ones build the index by area), the next and
+  the last change around the instant, and making every `Window` object (`history.windows`);
+* with `--sqlite FILE`: writing the history into a SQLite database through the store's
+  tables (once: an existing FILE is reused), and loading it back with
+  `records.load_declarations` (what every snapshot does), then building the index from it;
+* the process's peak resident memory (RSS), before the SQLite step and after it.
 
-Each timing is repeated `--repeat` times; the minimum and median are printed. A sample of areas
-is checked against the single-area `effective_level`, and the number of windows holding at the
-instant against `--in-effect`; the script exits 1 if anything differs (the timing and memory
-target in the summary is informational only).
+Each timing is repeated `--repeat` times (loading: `--load-repeat`); the minimum and median are
+printed, wall-clock and CPU time of this process (on a busy machine the CPU time is the steadier
+figure). Checked: a sample of areas against the single-area `effective_level` at both instants,
+the windows holding at both instants against a brute-force scan of every window, the next
+change against the same scan, the number of windows holding at the instant against
+`--in-effect`, and the loaded declarations against the generated ones; the script exits 1 if
+anything differs (the timing and memory target in the summary is informational only).
 
 Run it from the project root:
 
     .venv/bin/python bench/resolve.py [--areas N] [--in-effect N] [--history N] [--repeat K]
+                                      [--sqlite FILE] [--load-repeat K]
 """
 
 from __future__ import annotations
@@ -34,14 +45,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
 
-from machine import cpu_model
+from sqlalchemy import func, insert, select
+
+from machine import cpu_model, load_average
 from tocsin.domain.area import Area, AreaKind, AreaTree
 from tocsin.domain.declaration import Cancellation, Declaration, Statement, Status
-from tocsin.domain.resolve import Effective, SchemeHistory, effective_level, effective_levels
+from tocsin.domain.resolve import (
+    Effective,
+    SchemeHistory,
+    Window,
+    effective_level,
+    effective_levels,
+    timeline,
+)
 from tocsin.domain.scheme import Scheme
 from tocsin.ingest.schemes import builtin_scheme_files, load_scheme_file
+from tocsin.store import records
+from tocsin.store import tables as t
+from tocsin.store.database import connect, migrate, reading
 
 T = TypeVar("T")
 
@@ -52,6 +77,8 @@ HOUR = 3600
 DAY = 24 * HOUR
 SPAN = 10 * 365 * DAY
 """History reaches back this many seconds before AT."""
+PAST = AT - timedelta(seconds=SPAN // 2, minutes=17)
+"""The past instant measured (`?at=` five years back), in the middle of the history."""
 SAMPLE = 200
 TARGET_SECONDS = 1.0
 TARGET_MIB = 1024.0
@@ -67,24 +94,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="published declarations in all, including those in effect")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of each step (>= 1)")
     parser.add_argument("--seed", type=int, default=20250601, help="random seed")
+    parser.add_argument("--sqlite", type=Path, metavar="FILE",
+                        help="also write the history into this SQLite database (made once, "
+                             "reused when it exists) and time loading it")
+    parser.add_argument("--load-repeat", type=int, default=3,
+                        help="timed loads from --sqlite (>= 1)")
     args = parser.parse_args(argv)
     if args.areas < 4:
         parser.error("--areas must be at least 4 (a tree four levels deep)")
     if not 0 <= args.in_effect <= args.history:
         parser.error("--in-effect must be between 0 and --history")
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    if args.repeat < 1 or args.load_repeat < 1:
+        parser.error("--repeat and --load-repeat must be at least 1")
     return args
 
 
 # --- synthetic data ---------------------------------------------------------------------------
 
 
-def load_scheme() -> Scheme:
+def load_scheme() -> tuple[Scheme, dict[str, Any]]:
+    """The scheme and its document (as the store keeps it)."""
     for path in builtin_scheme_files():
-        scheme, _ = load_scheme_file(path)
+        scheme, document = load_scheme_file(path)
         if scheme.key == SCHEME_KEY:
-            return scheme
+            return scheme, document
     raise SystemExit(f"built-in scheme {SCHEME_KEY!r} not found")
 
 
@@ -226,24 +259,105 @@ def generate(
     return generator.out, Mix(in_effect, replaced, expired, cancelled)
 
 
+# --- the store ----------------------------------------------------------------------------------
+
+
+CHUNK = 20_000
+
+
+def write_store(path: Path, scheme_document: dict[str, Any], tree: AreaTree,
+                declarations: Sequence[Declaration]) -> None:
+    """A fresh SQLite database at `path` holding the areas, the scheme and `declarations`, in
+    the rows `records.insert_declaration` writes, by bulk inserts (no audit entries)."""
+    engine = connect(f"sqlite:///{path}")
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(t.schemes).values(key=SCHEME_KEY, document=scheme_document,
+                                                  created_at=AT, updated_at=AT))
+            rows = [{"code": a.code, "parent": a.parent, "kind": a.kind.value,
+                     "names": dict(a.names), "geocodes": [], "timezone": None,
+                     "geometry": None, "position": i, "grid_row": None, "grid_col": None}
+                    for i, a in enumerate(tree)]
+            for start in range(0, len(rows), CHUNK):
+                conn.execute(insert(t.areas), rows[start:start + CHUNK])
+            for start in range(0, len(declarations), CHUNK):
+                write_chunk(conn, declarations[start:start + CHUNK])
+    finally:
+        engine.dispose()
+
+
+def write_chunk(conn: Any, chunk: Sequence[Declaration]) -> None:
+    conn.execute(insert(t.declarations), [{
+        "id": d.id, "scheme": d.scheme, "level": d.level, "status": d.status.value,
+        "effective_at": d.effective, "expires_at": d.expires,
+        "texts": {lang: s.as_dict() for lang, s in d.texts.items()}, "sender": d.sender,
+        "created_at": d.created_at, "created_by": d.created_by,
+        "published_at": d.published_at, "published_by": d.published_by,
+        "revision": d.revision, "submitted_at": d.submitted_at, "break_glass": d.break_glass,
+        "cap_sender": d.cap_sender} for d in chunk])
+    conn.execute(insert(t.declaration_areas), [
+        {"declaration_id": d.id, "area_code": code, "position": i}
+        for d in chunk for i, code in enumerate(d.areas)])
+    replaces = [{"declaration_id": d.id, "replaces_id": old, "position": i}
+                for d in chunk for i, old in enumerate(d.replaces)]
+    if replaces:
+        conn.execute(insert(t.declaration_replaces), replaces)
+    cancels = [{"declaration_id": d.id, "at": d.cancellation.at, "reason": d.cancellation.reason,
+                "actor": d.cancellation.by} for d in chunk if d.cancellation is not None]
+    if cancels:
+        conn.execute(insert(t.cancellations), cancels)
+
+
+def stored_count(path: Path) -> int:
+    engine = connect(f"sqlite:///{path}")
+    try:
+        with reading(engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(t.declarations)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def load_published(path: Path) -> dict[str, Declaration]:
+    """What a snapshot reads: every published declaration (`queries.world_of`)."""
+    engine = connect(f"sqlite:///{path}")
+    try:
+        with reading(engine) as conn:
+            return records.load_declarations(conn, statuses=[Status.PUBLISHED])
+    finally:
+        engine.dispose()
+
+
 # --- measuring --------------------------------------------------------------------------------
 
 
-def timed(step: Callable[[], T]) -> tuple[float, T]:
+@dataclass
+class Times:
+    """Wall-clock and CPU seconds of the runs of one step."""
+
+    wall: list[float]
+    cpu: list[float]
+
+    def __str__(self) -> str:
+        return (f"min {min(self.wall):.3f} s, median {statistics.median(self.wall):.3f} s "
+                f"(cpu min {min(self.cpu):.3f} s, median {statistics.median(self.cpu):.3f} s)")
+
+
+def timed(step: Callable[[], T], times: Times | None = None) -> tuple[float, T]:
     gc.collect()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = step()
-    return time.perf_counter() - start, result
+    wall = time.perf_counter() - start
+    if times is not None:
+        times.wall.append(wall)
+        times.cpu.append(time.process_time() - cpu)
+    return wall, result
 
 
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, B on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def summary(times: list[float]) -> str:
-    return f"min {min(times):.3f} s, median {statistics.median(times):.3f} s"
 
 
 def level_key(effective: Effective) -> str | None:
@@ -254,47 +368,74 @@ def source_set(effective: Effective) -> set[tuple[str, str]]:
     return {(s.declaration.id, s.via) for s in effective.sources}
 
 
-def verify(
-    tree: AreaTree,
-    history: SchemeHistory,
-    result: dict[str, Effective],
-    args: argparse.Namespace,
-    rng: random.Random,
-) -> list[str]:
-    """Problems found: the all-areas result against the single-area function, and counts."""
+def verify_levels(tree: AreaTree, history: SchemeHistory, result: dict[str, Effective],
+                  at: datetime, rng: random.Random) -> list[str]:
+    """Problems found: the all-areas result against the single-area function."""
     problems: list[str] = []
     if len(result) != len(tree):
         problems.append(f"effective_levels gave {len(result)} areas, the tree has {len(tree)}")
-    if len(history.windows) != args.history:
-        problems.append(f"history holds {len(history.windows)} windows, not {args.history}")
-    holding = len(history.in_effect(AT))
-    if holding != args.in_effect:
-        problems.append(f"{holding} windows hold at {AT.isoformat()}, not {args.in_effect}")
     codes = list(tree.order)
     for code in rng.sample(codes, min(SAMPLE, len(codes))):
-        one = effective_level(tree, history, code, AT)
+        one = effective_level(tree, history, code, at)
         every = result.get(code)
         if every is None:
             problems.append(f"{code}: missing from effective_levels")
         elif level_key(one) != level_key(every):
-            problems.append(f"{code}: level {level_key(every)!r} from effective_levels, "
-                            f"{level_key(one)!r} from effective_level")
+            problems.append(f"{code} at {at.isoformat()}: level {level_key(every)!r} from "
+                            f"effective_levels, {level_key(one)!r} from effective_level")
         elif source_set(one) != source_set(every):
-            problems.append(f"{code}: sources {sorted(source_set(every))} from effective_levels,"
-                            f" {sorted(source_set(one))} from effective_level")
+            problems.append(f"{code} at {at.isoformat()}: sources {sorted(source_set(every))} "
+                            f"from effective_levels, {sorted(source_set(one))} from "
+                            f"effective_level")
     return problems
+
+
+def verify_index(history: SchemeHistory, windows: Sequence[Window], args: argparse.Namespace
+                 ) -> list[str]:
+    """Problems found: the index's answers against a brute-force scan of every window."""
+    problems: list[str] = []
+    if len(history) != args.history or len(windows) != args.history:
+        problems.append(f"history holds {len(history)} windows ({len(windows)} made), "
+                        f"not {args.history}")
+    holding = len(history.in_effect(AT))
+    if holding != args.in_effect:
+        problems.append(f"{holding} windows hold at {AT.isoformat()}, not {args.in_effect}")
+    for at in (AT, PAST):
+        got = [w.declaration.id for w in history.in_effect(at)]
+        expected = [w.declaration.id for w in windows if w.holds_at(at)]
+        if got != expected:
+            problems.append(f"in_effect({at.isoformat()}) gave {len(got)} windows, a scan of "
+                            f"every window {len(expected)} (or another order)")
+        boundaries = [x for w in windows for x in (w.start, w.end) if x is not None]
+        later = min((x for x in boundaries if x > at), default=None)
+        if history.next_change_after(at) != later:
+            problems.append(f"next_change_after({at.isoformat()}) is "
+                            f"{history.next_change_after(at)}, a scan says {later}")
+        earlier = max((x for x in boundaries if x <= at), default=None)
+        if history.last_change_until(at) != earlier:
+            problems.append(f"last_change_until({at.isoformat()}) is "
+                            f"{history.last_change_until(at)}, a scan says {earlier}")
+    return problems
+
+
+def count_levels(result: dict[str, Effective]) -> str:
+    levels: dict[str | None, int] = {}
+    for effective in result.values():
+        levels[level_key(effective)] = levels.get(level_key(effective), 0) + 1
+    return ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: kv[0] or ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     rng = random.Random(args.seed)
+    load_start = load_average()
     print(f"python {platform.python_version()} ({platform.python_implementation()}), "
           f"processor={platform.processor()!r} ({cpu_model()}), machine={platform.machine()}, "
-          f"cpus={os.cpu_count()}")
+          f"cpus={os.cpu_count()}, load average {load_start}")
     print(f"areas={args.areas} in_effect={args.in_effect} history={args.history} "
-          f"repeat={args.repeat} seed={args.seed} at={AT.isoformat()}")
+          f"repeat={args.repeat} seed={args.seed} at={AT.isoformat()} past={PAST.isoformat()}")
 
-    scheme = load_scheme()
+    scheme, scheme_document = load_scheme()
     seconds, tree = timed(lambda: build_tree(args.areas))
     print(f"tree: {len(tree)} areas, fan-out {fan_out(args.areas)}, built in {seconds:.2f} s")
     gc.disable()  # generating is not measured; the collector only slows it down
@@ -306,49 +447,111 @@ def main(argv: Sequence[str] | None = None) -> int:
           f" {mix.expired} expired, {mix.cancelled} cancelled), generated in {seconds:.2f} s")
     print(f"peak RSS after generating data: {peak_rss_mib():.0f} MiB")
 
-    build_times: list[float] = []
+    build, first = Times([], []), Times([], [])
     history: SchemeHistory | None = None
     for _ in range(args.repeat):
         history = None  # let the previous index go before building the next one
-        seconds, history = timed(lambda: SchemeHistory(scheme, declarations))
-        build_times.append(seconds)
+        _, history = timed(lambda: SchemeHistory(scheme, declarations), build)
+        timed(partial(history.in_effect, AT), first)
     assert history is not None
     index: SchemeHistory = history
-    print(f"SchemeHistory build: {summary(build_times)}")
+    print(f"SchemeHistory build: {build}")
+    print(f"first question at the instant (in_effect, on the fresh index): {first}")
 
-    resolve_times: list[float] = []
+    resolve, resolve_past = Times([], []), Times([], [])
     result: dict[str, Effective] = {}
     for _ in range(args.repeat):
         result = {}
-        seconds, result = timed(lambda: effective_levels(tree, index, AT))
-        resolve_times.append(seconds)
-    print(f"effective_levels (all {len(tree)} areas): {summary(resolve_times)}")
-    levels: dict[str | None, int] = {}
-    for effective in result.values():
-        levels[level_key(effective)] = levels.get(level_key(effective), 0) + 1
-    print("levels at instant: " + ", ".join(f"{k}={v}" for k, v in sorted(
-        levels.items(), key=lambda item: item[0] or "")))
+        _, result = timed(lambda: effective_levels(tree, index, AT), resolve)
+    print(f"effective_levels (all {len(tree)} areas): {resolve}")
+    print(f"levels at instant: {count_levels(result)}")
+    result_past: dict[str, Effective] = {}
+    for _ in range(args.repeat):
+        result_past = {}
+        _, result_past = timed(lambda: effective_levels(tree, index, PAST), resolve_past)
+    print(f"effective_levels at the past instant: {resolve_past}")
+    print(f"levels at past instant: {count_levels(result_past)}")
 
-    problems = verify(tree, index, result, args, rng)
+    sample = rng.sample(list(tree.order), min(SAMPLE, len(tree)))
+    timelines_first, timelines = Times([], []), Times([], [])
+    timed(lambda: [timeline(tree, index, code) for code in sample], timelines_first)
+    for _ in range(args.repeat):
+        timed(lambda: [timeline(tree, index, code) for code in sample], timelines)
+    print(f"timelines of {len(sample)} areas, first (builds the index by area): "
+          f"{timelines_first}")
+    print(f"timelines of {len(sample)} areas, again: {timelines}")
+    changes = Times([], [])
+    for _ in range(args.repeat):
+        timed(lambda: (index.next_change_after(AT), index.last_change_until(AT)), changes)
+    print(f"next_change_after + last_change_until at the instant: {changes}")
+    every = Times([], [])
+    _, windows = timed(lambda: index.windows, every)
+    print(f"history.windows (a Window per declaration, once): {every}")
+
+    problems = verify_levels(tree, index, result, AT, rng)
+    problems += verify_levels(tree, index, result_past, PAST, rng)
+    problems += verify_index(index, windows, args)
+    peak = peak_rss_mib()
+
+    load, build_loaded = Times([], []), Times([], [])
+    if args.sqlite is not None:
+        del windows  # a million Window objects
+        if args.sqlite.exists():
+            print(f"sqlite: reusing {args.sqlite} ({stored_count(args.sqlite)} declarations)")
+        else:
+            seconds, _ = timed(lambda: write_store(args.sqlite, scheme_document, tree,
+                                                   declarations))
+            print(f"sqlite: wrote {args.sqlite} in {seconds:.0f} s "
+                  f"({args.sqlite.stat().st_size / 2**20:.0f} MiB)")
+        loaded: dict[str, Declaration] = {}
+        for _ in range(args.load_repeat):
+            loaded = {}
+            _, loaded = timed(lambda: load_published(args.sqlite), load)
+        print(f"records.load_declarations (published, {len(loaded)}): {load}")
+        for _ in range(args.repeat):
+            timed(lambda: SchemeHistory(scheme, loaded.values()), build_loaded)
+        print(f"SchemeHistory build from the loaded declarations: {build_loaded}")
+        if loaded != {d.id: d for d in declarations}:
+            different = [d.id for d in declarations if loaded.get(d.id) != d]
+            problems.append(f"{len(different)} declarations load differently from how they "
+                            f"were written, e.g. {different[:3]} (or {args.sqlite} holds "
+                            f"another history: remove it)")
+        print(f"peak RSS after loading: {peak_rss_mib():.0f} MiB")
+
     for problem in problems[:20]:
         print(f"MISMATCH {problem}")
     checks = "FAIL" if problems else "PASS"
-    print(f"checks: {SAMPLE} sampled areas against effective_level, windows in effect: {checks}")
+    print(f"checks: {SAMPLE} sampled areas against effective_level at both instants, the index "
+          f"against a scan of every window, windows in effect"
+          f"{', loaded declarations' if args.sqlite else ''}: {checks}")
 
-    resolve_median = statistics.median(resolve_times)
-    peak = peak_rss_mib()
+    resolve_median = statistics.median(resolve.wall)
     target = resolve_median < TARGET_SECONDS and peak < TARGET_MIB
     print()
     print("--- summary ---")
     print(f"areas={args.areas}")
     print(f"in_effect={args.in_effect}")
     print(f"history={args.history}")
-    print(f"resolve_all_min_s={min(resolve_times):.3f}")
+    print(f"resolve_all_min_s={min(resolve.wall):.3f}")
     print(f"resolve_all_median_s={resolve_median:.3f}")
-    print(f"history_build_min_s={min(build_times):.3f}")
-    print(f"history_build_s={statistics.median(build_times):.3f}")
+    print(f"resolve_all_cpu_median_s={statistics.median(resolve.cpu):.3f}")
+    print(f"resolve_past_median_s={statistics.median(resolve_past.wall):.3f}")
+    print(f"history_build_min_s={min(build.wall):.3f}")
+    print(f"history_build_s={statistics.median(build.wall):.3f}")
+    print(f"history_build_cpu_s={statistics.median(build.cpu):.3f}")
+    print(f"history_first_question_s={statistics.median(first.wall):.3f}")
+    print(f"timelines_first_s={statistics.median(timelines_first.wall):.3f}")
+    print(f"timelines_s={statistics.median(timelines.wall):.3f}")
+    print(f"windows_s={statistics.median(every.wall):.3f}")
+    if args.sqlite is not None:
+        print(f"load_declarations_min_s={min(load.wall):.3f}")
+        print(f"load_declarations_s={statistics.median(load.wall):.3f}")
+        print(f"load_declarations_cpu_s={statistics.median(load.cpu):.3f}")
+        print(f"history_build_loaded_s={statistics.median(build_loaded.wall):.3f}")
     print(f"peak_rss_mib={peak:.0f}")
     print(f"checks={checks}")
+    print(f"loadavg_start={load_start}")
+    print(f"loadavg_end={load_average()}")
     print(f"target: < {TARGET_SECONDS:g} s and < {TARGET_MIB / 1024:g} GiB -> "
           f"{'PASS' if target else 'FAIL'}")
     return 1 if problems else 0
