@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 
 from tocsin.domain.area import Area, AreaKind, AreaTree
 from tocsin.domain.audit import AuditEntry
@@ -97,68 +109,131 @@ def load_declarations(
     conn: Connection, *, ids: Sequence[str] | None = None, scheme: str | None = None,
     area_codes: Sequence[str] | None = None, statuses: Sequence[Status] | None = None,
 ) -> dict[str, Declaration]:
-    """Declarations by id, optionally only those with the given ids, scheme, areas or status."""
-    query = select(t.declarations)
-    if statuses is not None:
-        query = query.where(t.declarations.c.status.in_([s.value for s in statuses]))
+    """Declarations by id, optionally only those with the given ids, scheme, areas or status;
+    oldest first.
+
+    Five statements whatever the number: every snapshot reads the whole published history.
+    Texts are parsed when first read (`StoredTexts`).
+    """
+    d = t.declarations
+    wanted: list[ColumnElement[bool]] = []
     if ids is not None:
-        query = query.where(t.declarations.c.id.in_(list(ids)))
+        wanted.append(d.c.id.in_(list(ids)))
     if scheme is not None:
-        query = query.where(t.declarations.c.scheme == scheme)
+        wanted.append(d.c.scheme == scheme)
     if area_codes is not None:
-        naming = select(t.declaration_areas.c.declaration_id).where(
-            t.declaration_areas.c.area_code.in_(list(area_codes)))
-        query = query.where(t.declarations.c.id.in_(naming))
-    rows = conn.execute(query.order_by(t.declarations.c.created_at, t.declarations.c.id)).all()
+        wanted.append(d.c.id.in_(select(t.declaration_areas.c.declaration_id).where(
+            t.declaration_areas.c.area_code.in_(list(area_codes)))))
+    # By status alone (a snapshot: every published one), nearly every row is wanted: the linked
+    # rows are read whole, which costs less than looking each declaration up.
+    whole = not wanted
+    if statuses is not None:
+        wanted.append(d.c.status.in_([s.value for s in statuses]))
+    # Rows come in about insertion order, which is nearly creation order: sorting them here
+    # costs one pass, where the database would sort every row with its texts.
+    rows = sorted(conn.execute(
+        select(d.c.id, d.c.scheme, d.c.level, d.c.status, d.c.effective_at, d.c.expires_at,
+               type_coerce(d.c.texts, Text), d.c.sender, d.c.created_at, d.c.created_by,
+               d.c.published_at, d.c.published_by, d.c.revision, d.c.submitted_at,
+               d.c.break_glass, d.c.rejected_at, d.c.rejected_by, d.c.rejected_reason,
+               d.c.cap_sender).where(*wanted)), key=_CREATED_THEN_ID)
     if not rows:
         return {}
-    wanted = [row.id for row in rows]
-    areas: dict[str, list[str]] = {}
-    replaces: dict[str, list[str]] = {}
-    cancels: dict[str, Cancellation] = {}
-    asked: dict[str, CancelRequest] = {}
-    for chunk in _chunks(wanted, 10_000):
-        for row in conn.execute(select(t.declaration_areas).where(
-                t.declaration_areas.c.declaration_id.in_(chunk))
-                .order_by(t.declaration_areas.c.position)):
-            areas.setdefault(row.declaration_id, []).append(row.area_code)
-        for row in conn.execute(select(t.declaration_replaces).where(
-                t.declaration_replaces.c.declaration_id.in_(chunk))
-                .order_by(t.declaration_replaces.c.position)):
-            replaces.setdefault(row.declaration_id, []).append(row.replaces_id)
-        for row in conn.execute(select(t.cancellations).where(
-                t.cancellations.c.declaration_id.in_(chunk))):
-            cancels[row.declaration_id] = Cancellation(row.at, row.reason, row.actor)
-        for row in conn.execute(select(t.cancel_requests).where(
-                t.cancel_requests.c.declaration_id.in_(chunk))):
-            asked[row.declaration_id] = CancelRequest(row.at, row.reason, row.actor)
-    return {
-        row.id: Declaration(
-            id=row.id,
-            scheme=row.scheme,
-            level=row.level,
-            areas=tuple(areas.get(row.id, ())),
-            texts={lang: Statement(**value) for lang, value in row.texts.items()},
-            sender=row.sender,
-            effective=row.effective_at,
-            expires=row.expires_at,
-            replaces=tuple(replaces.get(row.id, ())),
-            status=Status(row.status),
-            created_at=row.created_at,
-            created_by=row.created_by,
-            published_at=row.published_at,
-            published_by=row.published_by,
-            cancellation=cancels.get(row.id),
-            revision=row.revision,
-            submitted_at=row.submitted_at,
-            break_glass=row.break_glass,
-            cap_sender=row.cap_sender,
-            rejection=(Rejection(row.rejected_at, row.rejected_reason or "", row.rejected_by or "")
-                       if row.rejected_at is not None else None),
-            cancel_request=asked.get(row.id),
+    chosen = select(d.c.id).where(*wanted)
+
+    def linked(table: Table, *columns: str, ordered: bool = False) -> Iterable[Any]:
+        query = select(table.c.declaration_id, *(table.c[c] for c in columns))
+        if not whole:
+            query = query.where(table.c.declaration_id.in_(chosen))
+        return conn.execute(query.order_by(table.c.position) if ordered else query).all()
+
+    areas: dict[str, tuple[str, ...]] = {}
+    for declaration_id, code in linked(t.declaration_areas, "area_code", ordered=True):
+        areas[declaration_id] = (*areas.get(declaration_id, ()), code)
+    replaces: dict[str, tuple[str, ...]] = {}
+    for declaration_id, old in linked(t.declaration_replaces, "replaces_id", ordered=True):
+        replaces[declaration_id] = (*replaces.get(declaration_id, ()), old)
+    cancels = {declaration_id: Cancellation(at, reason, by) for declaration_id, at, reason, by
+               in linked(t.cancellations, "at", "reason", "actor")}
+    asked = {declaration_id: CancelRequest(at, reason, by) for declaration_id, at, reason, by
+             in linked(t.cancel_requests, "at", "reason", "actor")}
+    # The same few names and keys recur in every row: keep one copy of each.
+    same: dict[Any, Any] = {}
+    once = same.setdefault
+    out: dict[str, Declaration] = {}
+    for (id_, scheme_key, level, status, effective, expires, texts, sender, created_at,
+         created_by, published_at, published_by, revision, submitted_at, break_glass,
+         rejected_at, rejected_by, rejected_reason, cap_sender) in rows:
+        out[id_] = Declaration(
+            id=id_,
+            scheme=once(scheme_key, scheme_key),
+            level=once(level, level),
+            areas=areas.get(id_, ()),
+            texts=StoredTexts(texts),
+            sender=once(sender, sender),
+            effective=effective,
+            expires=expires,
+            replaces=replaces.get(id_, ()),
+            status=_STATUSES[status],
+            created_at=created_at,
+            created_by=once(created_by, created_by),
+            published_at=published_at,
+            published_by=once(published_by, published_by),
+            cancellation=cancels.get(id_),
+            revision=revision,
+            submitted_at=submitted_at,
+            break_glass=break_glass,
+            cap_sender=once(cap_sender, cap_sender),
+            rejection=(Rejection(rejected_at, rejected_reason or "", rejected_by or "")
+                       if rejected_at is not None else None),
+            cancel_request=asked.get(id_),
         )
-        for row in rows
-    }
+    return out
+
+
+_STATUSES = {status.value: status for status in Status}
+_CREATED_THEN_ID = itemgetter(8, 0)
+"""(created_at, id) of a row of `load_declarations`."""
+
+
+class StoredTexts(Mapping[str, Statement]):
+    """A stored declaration's texts by language, parsed when first read.
+
+    A snapshot holds the whole published history, and only the pages and messages that show a
+    declaration read its texts: parsing them all at load time would cost most of the load
+    and memory for nothing. Compares equal to a dict with the same statements.
+    """
+
+    __slots__ = ("_parsed", "_stored")
+
+    def __init__(self, stored: str | Mapping[str, Any]) -> None:
+        self._stored = stored
+        """The JSON text (SQLite) or the object the driver already parsed (PostgreSQL)."""
+        self._parsed: dict[str, Statement] | None = None
+
+    def _texts(self) -> dict[str, Statement]:
+        parsed = self._parsed
+        if parsed is None:
+            stored = self._stored
+            document = json.loads(stored) if isinstance(stored, str) else stored
+            parsed = {lang: Statement(**value) for lang, value in document.items()}
+            self._parsed = parsed
+        return parsed
+
+    def __getitem__(self, lang: str) -> Statement:
+        return self._texts()[lang]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts())
+
+    def __len__(self) -> int:
+        return len(self._texts())
+
+    def __contains__(self, lang: object) -> bool:
+        return lang in self._texts()
+
+    def __repr__(self) -> str:
+        return repr(self._texts())
 
 
 def load_replacers(conn: Connection, ids: Sequence[str]) -> dict[str, Declaration]:
