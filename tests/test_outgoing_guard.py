@@ -12,7 +12,6 @@ import asyncio
 import http.server
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.test_websub import (
     FEED,
     Subscriber,
     declare,
+    hub_of,
     serving_subscriber,
     wait_for,
 )
@@ -42,7 +42,7 @@ from tocsin.notify.push import PushSender
 from tocsin.notify.worker import Worker
 from tocsin.service import commands, deliveries, importing, subscriptions, targets, websub
 from tocsin.service.keys import vapid_key
-from tocsin.web.app import create_app
+from tocsin.web.app import TocsinApp, create_app
 from tocsin.web.websub import StoreFeeds
 
 PUBLIC = "93.184.216.34"
@@ -147,23 +147,30 @@ def subscriber_server() -> Iterator[Subscriber]:
 
 
 @pytest.fixture
-def private_hub(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def private_app(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[TocsinApp]:
+    """The app, serving at TOCSIN_PUBLIC_URL, with private targets refused."""
     port = free_port()
     monkeypatch.setenv("TOCSIN_PUBLIC_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("TOCSIN_ALLOW_PRIVATE_TARGETS", "0")
-    with running(create_app(engine), port=port) as base:
-        yield base
+    app = create_app(engine)
+    with running(app, port=port):
+        yield app
+
+
+@pytest.fixture
+def private_hub(private_app: TocsinApp) -> str:
+    return settings.read().public_url
 
 
 def test_a_websub_callback_rebound_to_loopback_is_not_verified(
-        engine: Engine, private_hub: str, subscriber_server: Subscriber,
-        rebinding: Rebinding) -> None:
+        engine: Engine, private_app: TocsinApp, private_hub: str,
+        subscriber_server: Subscriber, rebinding: Rebinding) -> None:
     callback = renamed(subscriber_server.url, "cb.rebind.test")
     answer = httpx.post(f"{private_hub}/websub", data={
         "hub.mode": "subscribe", "hub.topic": private_hub + FEED, "hub.callback": callback})
     assert answer.status_code == 202  # checked: the name answered a public address
     wait_for(lambda: rebinding.asked.count("cb.rebind.test") >= 2)
-    time.sleep(0.3)
+    wait_for(lambda: not hub_of(private_app).tasks)  # the verification is over
     assert subscriber_server.verifications == [] and websub_subscriptions(engine) == []
 
 

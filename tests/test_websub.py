@@ -304,7 +304,8 @@ def test_verifications_under_way_are_bounded(engine: Engine, monkeypatch: pytest
     monkeypatch.setenv("TOCSIN_PUBLIC_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("TOCSIN_ALLOW_PRIVATE_TARGETS", "1")
     silent = socket.create_server(("127.0.0.1", 0))  # listens, never answers
-    with silent, running(create_app(engine), port=port) as base:
+    app = create_app(engine)
+    with silent, running(app, port=port) as base:
         hanging = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
         assert form(base, mode="subscribe", topic=base + FEED,
                     callback=hanging).status_code == 202
@@ -312,7 +313,7 @@ def test_verifications_under_way_are_bounded(engine: Engine, monkeypatch: pytest
         assert busy.status_code == 429
         assert "verifying 1 subscriptions already" in busy.json()["error"]["message"]
         assert subscriber.verifications == []
-        time.sleep(2.5)  # the silent callback's verification has timed out
+        wait_for(lambda: not hub_of(app).tasks)  # the silent callback's has timed out
         assert form(base, mode="subscribe", topic=base + FEED,
                     callback=subscriber.url).status_code == 202
         wait_for(lambda: subscriptions(engine) == [(base + FEED, subscriber.url)])
