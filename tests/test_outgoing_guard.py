@@ -34,8 +34,10 @@ from tests.test_websub import (
 )
 from tests.test_websub import subscriptions as websub_subscriptions
 from tests.web_server import free_port, running
+from typer.testing import CliRunner
 
 from tocsin import settings
+from tocsin.cli.main import app
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.notify import Channel, DeliveryStatus
 from tocsin.notify.push import PushSender
@@ -287,3 +289,16 @@ def test_ingest_checks_every_redirect(alerts: str, rebinding: Rebinding,
     with pytest.raises(InvalidInput, match="private address"):
         importing.read_location(f"{alerts}/moved", allow_private=False)
     assert _Handler.seen == ["/moved"]
+
+
+@pytest.mark.parametrize(("allowed", "refused"), [("0", True), ("1", False)])
+def test_tocsin_ingest_honours_the_private_targets_setting(alerts: str, allowed: str,
+                                                            refused: bool) -> None:
+    """`tocsin ingest URL` reads TOCSIN_ALLOW_PRIVATE_TARGETS like every other sender; the
+    setting's 1 lets it reach the (loopback) server, whose answer is then not a CAP alert."""
+    result = CliRunner().invoke(app, ["ingest", renamed(alerts, "localhost") + "/a.xml"],
+                                env={"TOCSIN_ALLOW_PRIVATE_TARGETS": allowed,
+                                     "TOCSIN_SOURCES": "", "COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert ("private address" in result.output) is refused
+    assert (_Handler.seen == []) is refused
