@@ -79,13 +79,19 @@ def test_a_time_beyond_the_calendar_exits_2_on_the_command_line(
     assert f"'{BEYOND}' is out of range" in said and field in said
 
 
-def test_a_lone_surrogate_on_the_command_line_exits_2(db_url: str) -> None:
+@pytest.mark.parametrize(("args", "option"), [
+    (["declare", "--scheme", "kz-terror", "--level", "high", "--area", "KZ-75",
+      "--headline", "Test \udcff"], "--headline"),
+    (["tokens", "create", "--user", "nobody", "--scope", "read-audit", "--label", "x\udcff"],
+     "--label"),
+    (["cancel", "nope", "--reason", "\udcff"], "--reason"),
+])
+def test_a_lone_surrogate_on_the_command_line_exits_2(db_url: str, args: list[str],
+                                                       option: str) -> None:
     # an argument whose bytes are not UTF-8 reaches Python as a lone surrogate
-    result = runner.invoke(cli_app, ["declare", "--scheme", "kz-terror", "--level", "high",
-                                     "--area", "KZ-75", "--headline", "Test \udcff"],
-                           env={"TOCSIN_DATABASE_URL": db_url, "COLUMNS": "200"})
+    result = runner.invoke(cli_app, args, env={"TOCSIN_DATABASE_URL": db_url, "COLUMNS": "200"})
     assert result.exit_code == 2, result.output
-    assert "headline" in result.stderr and "surrogate" in result.stderr
+    assert f"the value of {option} (" in result.stderr and "is not UTF-8 text" in result.stderr
 
 
 def test_a_last_event_id_of_5000_digits_gets_a_reset_and_the_stream_lives(

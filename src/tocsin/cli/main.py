@@ -4,9 +4,10 @@ prints the result for people, or as JSON with --json. Bad input exits with code 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from tocsin import settings
 from tocsin.cli import context as ctx
@@ -24,7 +25,7 @@ from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.times import iso
 from tocsin.ingest.declarations import parse_declaration, read_change_file
-from tocsin.ingest.document import Document
+from tocsin.ingest.document import Document, is_text
 from tocsin.render import data
 from tocsin.render.explain import explain as explain_text
 from tocsin.service import commands, queries
@@ -36,13 +37,31 @@ from tocsin.web.snapshot import build as build_snapshot
 
 SETTINGS_HELP = "\n\n".join(f"{s.name}: {s.help}" for s in settings.ALL)
 
+class TextOnly(TyperGroup):
+    """The root command: refuses, before any command runs, an argument that is not text.
+    Bytes that are not UTF-8 reach Python as lone surrogates, which no store, audit hash or
+    terminal can hold; the refusal names the option they were given to."""
+
+    def parse_args(self, context: Any, args: list[str]) -> list[str]:
+        for i, arg in enumerate(args):
+            if not is_text(arg):
+                option = next((a for a in reversed(args[:i]) if a.startswith("-")), None)
+                where = f"the value of {option}" if option else f"argument {i + 1}"
+                with ctx.refusals():
+                    raise InvalidInput(f"{where} ({arg!a}) is not UTF-8 text",
+                                       "give it in UTF-8")
+        return super().parse_args(context, args)
+
+
 app = typer.Typer(
+    cls=TextOnly,
     help="tocsin: declare colour-coded threat levels and publish them everywhere at once.\n\n"
     + SETTINGS_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
 app.add_typer(areas_app, name="areas")
 app.add_typer(cap_app, name="cap")
 app.add_typer(export_app, name="export")

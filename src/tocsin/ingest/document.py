@@ -24,11 +24,11 @@ class Document:
     def where(self, key: str | int) -> str:
         if isinstance(key, int):
             return f"{self.path}[{key}]"
-        key = key if _encodable(key) else ascii(key)
+        key = key if is_text(key) else ascii(key)
         return f"{self.path}.{key}" if self.path else key
 
     def _checked(self, key: str, value: str) -> str:
-        if not _encodable(value):
+        if not is_text(value):
             self.fail(key, "holds a lone surrogate (an unpaired \\ud800–\\udfff), which is not "
                            "text", "send the text as valid UTF-8")
         return value
@@ -123,7 +123,7 @@ class Document:
         return out
 
 
-def _encodable(text: str) -> bool:
+def is_text(text: str) -> bool:
     """Whether `text` is real text: JSON's "\\ud800" and a command line's undecodable bytes
     give lone surrogates, which no UTF-8 store, audit hash or page can hold."""
     try:
