@@ -67,6 +67,10 @@ class Beneath:
     since: datetime
 
 
+Inside = tuple[int, int, list[str], datetime]
+"""What is highest inside an area: rank, how many topmost areas hold it, the first few of
+them, and the newest start among their declarations."""
+InsideMap = tuple[dict[str, tuple[int, datetime]], dict[str, Inside]]
 WHERE_SHOWN = 5
 """How many of the areas holding the highest level beneath an area are named."""
 
@@ -96,6 +100,8 @@ class World:
     """When areas or schemes last changed: the oldest any area document can be."""
     _live: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     _pending: dict[str, tuple[dict[str, Effective], set[str]]] = field(default_factory=dict)
+    _inside_raw: dict[str, InsideMap] = field(default_factory=dict)
+    _pending_inside: dict[str, tuple[InsideMap, set[str]]] = field(default_factory=dict)
     """Per scheme: the previous levels and the areas a change named, to resolve again."""
 
     def scheme(self, key: str) -> Scheme:
@@ -241,46 +247,84 @@ class World:
         at = at or self.now
         assert at is not None, "beneath() needs an instant"
         if at != self.now:
-            return self._summarise(key, at).get(code)
+            return self._beneath_of(key, self._inside(key, at)).get(code)
         if key not in self._beneath:
-            self._beneath[key] = self._summarise(key, at)
+            pending = self._pending_inside.pop(key, None)
+            raw = (self._inside_again(key, at, *pending) if pending is not None
+                   else self._inside(key, at))
+            self._inside_raw[key] = raw
+            self._beneath[key] = self._beneath_of(key, raw)
         return self._beneath[key].get(code)
 
-    def _summarise(self, key: str, at: datetime) -> dict[str, Beneath]:
-        """One pass up the tree from the areas that declarations in force name."""
-        history = self.history(key)
+    def _named_at(self, key: str, at: datetime) -> dict[str, tuple[int, datetime]]:
+        """Per area named by a declaration in force: its highest rank, and the newest start
+        among the declarations at that rank."""
         named: dict[str, tuple[int, datetime]] = {}
-        for window in history.in_effect(at):
+        for window in self.history(key).in_effect(at):
             for code in window.declaration.areas:
                 held = named.get(code)
                 if held is None or window.rank > held[0]:
                     named[code] = (window.rank, window.start)
                 elif window.rank == held[0] and window.start > held[1]:
                     named[code] = (held[0], window.start)
-        best: dict[str, tuple[int, int, list[str], datetime]] = {}
-        for code in reversed(self.tree.order):  # children before parents
-            own = named.get(code)
-            mine = best.get(code)
-            offer: tuple[int, int, list[str], datetime]
-            parent = self.tree.areas[code].parent
-            if parent is None:
-                continue
+        return named
+
+    def _best_inside(self, code: str, named: dict[str, tuple[int, datetime]],
+                     best: dict[str, Inside]) -> Inside | None:
+        """What is highest strictly inside `code`, from what its children offer (in the
+        order one pass up the tree meets them, so that `where` reads the same)."""
+        top: Inside | None = None
+        for child in reversed(self.tree.children(code)):
+            own, mine = named.get(child), best.get(child)
             if own is not None and (mine is None or own[0] >= mine[0]):
-                offer = (own[0], 1, [code], own[1])  # the area itself covers what is inside
+                offer: Inside = (own[0], 1, [child], own[1])  # the child covers its inside
             elif mine is not None:
                 offer = mine
             else:
                 continue
-            top = best.get(parent)
             if top is None or offer[0] > top[0]:
-                best[parent] = (offer[0], offer[1], list(offer[2][:WHERE_SHOWN]), offer[3])
+                top = (offer[0], offer[1], list(offer[2][:WHERE_SHOWN]), offer[3])
             elif offer[0] == top[0]:
                 where = top[2] + offer[2][:WHERE_SHOWN - len(top[2])]
-                best[parent] = (top[0], top[1] + offer[1], where, max(top[3], offer[3]))
+                top = (top[0], top[1] + offer[1], where, max(top[3], offer[3]))
+        return top
+
+    def _inside(self, key: str, at: datetime) -> InsideMap:
+        """One pass up the tree from the areas that declarations in force name."""
+        named = self._named_at(key, at)
+        best: dict[str, Inside] = {}
+        for code in reversed(self.tree.order):  # children before parents
+            found = self._best_inside(code, named, best)
+            if found is not None:
+                best[code] = found
+        return named, best
+
+    def _inside_again(self, key: str, at: datetime, old: InsideMap,
+                      codes: set[str]) -> InsideMap:
+        """`old` made again only inside the areas a change named and above them."""
+        tree = self.tree
+        named = self._named_at(key, at)
+        best = dict(old[1])
+        roots = [c for c in codes if not codes.intersection(tree.ancestors(c))]
+        redo: list[str] = []
+        for root in roots:
+            redo += reversed([root, *tree.descendants(root)])  # children before parents
+        above = sorted({a for root in roots for a in tree.ancestors(root)},
+                       key=lambda a: -len(tree.ancestors(a)))  # the deepest first
+        for code in [*redo, *above]:
+            found = self._best_inside(code, named, best)
+            if found is None:
+                best.pop(code, None)
+            else:
+                best[code] = found
+        return named, best
+
+    def _beneath_of(self, key: str, raw: InsideMap) -> dict[str, Beneath]:
+        history = self.history(key)
         baseline = history.scheme.baseline_level
         floor = baseline.rank if baseline is not None else None
         out = {}
-        for code, (rank, count, where, since) in best.items():
+        for code, (rank, count, where, since) in raw[1].items():
             if floor is None or rank > floor:
                 level = history.level_of_rank(rank)
                 assert level is not None
@@ -391,6 +435,13 @@ class World:
                 world._resolved[key] = levels
             elif codes and len(codes) < 1_000:
                 world._pending[key] = (levels, codes)
+        for key, raw in self._inside_raw.items():
+            codes = {c for c in named.get(key, ()) if c in self.tree.areas}
+            if key not in named:
+                world._inside_raw[key] = raw
+                world._beneath[key] = self._beneath[key]
+            elif codes and len(codes) < 1_000:
+                world._pending_inside[key] = (raw, codes)
 
     def _resolve_within(self, key: str, levels: dict[str, Effective],
                         named: set[str]) -> dict[str, Effective]:
