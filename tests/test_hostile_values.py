@@ -64,6 +64,14 @@ def test_a_time_beyond_the_calendar_is_refused_by_the_api(site: Site, field: str
     assert site.quiet("issuer-kz") == before
 
 
+def test_a_token_lifetime_beyond_the_calendar_is_refused_by_the_api(site: Site) -> None:
+    before = site.quiet("admin")
+    response = site.call("admin", "POST", "/tokens", json={
+        "user": "admin", "scopes": ["read-audit"], "expires": "P99999999999W"})
+    assert_error(response, 400, "expires 'P99999999999W' is longer than 100 years")
+    assert site.quiet("admin") == before
+
+
 @pytest.mark.parametrize(("args", "field"), [
     (["declare", "--scheme", "kz-terror", "--level", "high", "--area", "KZ-75",
       "--headline", "Test", "--effective", BEYOND], "effective"),

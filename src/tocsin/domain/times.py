@@ -12,6 +12,7 @@ INSTANT_FORMAT_HINT = (
 )
 # Years far enough from datetime's limits that an offset, a term or a duration cannot overflow
 FIRST_YEAR, LAST_YEAR = 1000, 8999
+LONGEST = timedelta(days=36_525)
 _DURATION = re.compile(r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?)?$")
 
 
@@ -45,7 +46,14 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
             "write weeks, days, hours or minutes, e.g. P14D, P2W or PT12H",
         )
     parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
-    value = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"])
+    try:
+        value = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"],
+                          minutes=parts["m"])
+    except OverflowError:
+        value = LONGEST + LONGEST
+    if value > LONGEST:  # past it, adding the duration to a time could leave the calendar
+        raise InvalidInput(f"{what} {text!r} is longer than 100 years",
+                           "give a shorter duration, e.g. P14D")
     if value <= timedelta(0):
         raise InvalidInput(f"{what} {text!r} is zero", "give a positive duration such as P14D")
     return value
