@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from tocsin.domain.area import Area
 from tocsin.domain.audit import AuditHead
 from tocsin.domain.declaration import Declaration, replaced_by
-from tocsin.domain.errors import InvalidInput, unknown
+from tocsin.domain.errors import NotFound, unknown
 from tocsin.domain.resolve import Period
 from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.times import iso
@@ -61,7 +61,7 @@ def levels_doc(world: World, at: datetime, *, scheme: str | None = None,
     they show: their level, its explanation or what is in force inside them). Schemes
     outer, areas in tree order, `limit` a page, `next` the cursor of the next page.
 
-    NotFound for an unknown scheme, area or level; InvalidInput for a cursor this API did
+    NotFound for an unknown scheme, area or level, and for a cursor this API did
     not give.
     """
     keys = [_scheme(world, scheme).key] if scheme else world.used_schemes()
@@ -127,8 +127,8 @@ def _cursor(scheme: str, position: int) -> str:
 def _read_cursor(cursor: str | None, keys: list[str], world: World) -> tuple[str | None, int]:
     if cursor is None:
         return None, 0
-    refusal = InvalidInput(f"query parameter cursor={cursor[:40]!r} is not a cursor this API "
-                           "gave for these filters", "use the 'next' link of the previous page")
+    refusal = NotFound(f"there is no page at cursor={cursor[:40]!r}: this API gave no such "
+                       "cursor for these filters", "use the 'next' link of the previous page")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
