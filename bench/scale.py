@@ -241,6 +241,8 @@ class SizeRun:
     def record(self, name: str, measure: Callable[[Served], tuple[Figure, dict[str, Any]]],
                served: Served) -> None:
         self.figures[name], self.details[name] = measure(served)
+        if self.figures[name].ok is False:
+            self.say(f"  {name}: {self.figures[name].cell()}")
 
     def skip(self, names: Sequence[str], why: str) -> None:
         for name in names:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -130,9 +129,9 @@ class Changer:
         for area, declaration_id in self.chain.items():
             if area in areas:
                 command += ["--replace", f"{area}={declaration_id}:{self.levels[area]}"]
-        nice = shutil.which("nice")
-        # Below wrk on the load core: the writer takes what wrk leaves.
-        return Burst([nice, "-n", "19", *command] if nice else command, self.env, self.folder)
+        # Not niced: on a shared machine a niced writer starves behind other people's work.
+        # wrk, on the same core, needs only a part of it while the server is the bottleneck.
+        return Burst(command, self.env, self.folder)
 
     # -- the mirror ----------------------------------------------------------------------------
 
@@ -199,14 +198,15 @@ class Burst:
     """The burst writer, started and ready; `go` starts the changes."""
 
     def __init__(self, command: list[str], env: dict[str, str], folder: Path) -> None:
-        with open(folder / "burst-errors.log", "ab") as err:
+        self.log = folder / "burst-errors.log"
+        with open(self.log, "ab") as err:
             self.child = subprocess.Popen(command, stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=err, env=env)
         self.made: dict[str, tuple[str, str]] = {}
         """The last declaration the burst made on each area, and its level."""
         self.began = 0.0
         self._buffer = b""
-        line = self._line(120)
+        line = self._line(300)
         if line != "ready":
             self.close()
             raise BenchFailure(f"the burst writer did not start ({line!r}); see "
@@ -246,6 +246,13 @@ class Burst:
                 count += 1
                 self.made[made["area"]] = (made["id"], made["level"])
         return count, time.monotonic() - self.began
+
+    def failure(self) -> str | None:
+        """What stopped the writer early, when it failed."""
+        if self.child.poll() in (None, 0):
+            return None
+        return self.log.read_text(encoding="utf-8", errors="replace")[-3000:] or \
+            f"exit {self.child.returncode}"
 
     def close(self) -> None:
         if self.child.poll() is None:

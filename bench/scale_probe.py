@@ -194,6 +194,8 @@ def wait_until(client: Client, checks: dict[str, Check], t0: float, *, timeout: 
     pending = list(checks)
     while pending:
         for path in list(pending):
+            if time.monotonic() - t0 > timeout:
+                return Waited(seen, True)
             try:
                 answer = client.get(path)
             except (OSError, http.client.HTTPException):

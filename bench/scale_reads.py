@@ -26,7 +26,7 @@ from scale_probe import (
     settle,
     wait_until,
 )
-from scale_report import Figure
+from scale_report import Figure, error_line
 
 HOST = "127.0.0.1"
 REGION = "KZ-75"
@@ -248,7 +248,7 @@ def consistency(s: Served) -> Result:
 
 def throughput(s: Served) -> Result:
     """wrk on REGION's page idle, then during `burst` regional changes (the writer runs on
-    the load core, niced below wrk)."""
+    the load core beside wrk)."""
     if s.wrk is None:
         return Figure.skipped("wrk is not installed (apt-get install wrk, as root)"), {}
     url = f"http://{HOST}:{s.port}/en/areas/{REGION}"
@@ -260,6 +260,8 @@ def throughput(s: Served) -> Result:
     try:
         burst.go()
         count, seconds = burst.wait(s.budget.burst_timeout)
+        time.sleep(0.5)
+        failed = burst.failure()
     finally:
         busy.stop()
         burst.close()
@@ -277,7 +279,10 @@ def throughput(s: Served) -> Result:
           f"{quiet.p99_ms:.1f} ms); during {count} changes in {seconds:.1f} s: "
           f"{loaded.rps:,.0f} req/s (p99 {loaded.p99_ms:.1f} ms); ratio {ratio:.2f}")
     note = "" if count == 100 else f"{count} changes"
-    if count < s.budget.burst:
+    if failed:
+        note = f"the writer failed after {count} changes: {error_line(failed)}"
+        s.say(f"  burst writer: {failed}")
+    elif count < s.budget.burst:
         note = f"{count} of {s.budget.burst} changes within {s.budget.burst_timeout:g} s"
     return Figure(f"{ratio:.2f}×", ratio >= 0.5 and count == s.budget.burst, note,
                   ratio), details
