@@ -286,6 +286,10 @@ def test_email_needs_confirmation_by_a_signed_link(engine: Engine) -> None:
     again, _ = subscriptions.add(engine, channel=Channel.EMAIL, target="Reader@example.kz",
                                  areas=["KZ-75"], owner="public", now=T0)
     assert again.id == sub.id
+    # at most one confirmation an hour to an address still pending (issue 15, item 12)
+    assert len(events(engine, notify.CONFIRM)) == 1
+    subscriptions.add(engine, channel=Channel.EMAIL, target="Reader@example.kz",
+                      areas=["KZ-75"], owner="public", now=T0 + timedelta(hours=1, seconds=1))
     assert len(events(engine, notify.CONFIRM)) == 2
     with engine.connect() as conn:
         key = subscriptions.secret_of(conn, sub.id)

@@ -13,7 +13,7 @@ from tocsin.domain.declaration import HEADLINE_MAX, Status
 from tocsin.domain.notify import Channel, DeliveryStatus, SubscriptionStatus
 from tocsin.ingest.document import LANGUAGE as LANGUAGE_TAG
 from tocsin.ingest.schemes import KEY as SCHEME_KEY
-from tocsin.render.query import LIMIT_MAX
+from tocsin.render.query import INSTANT_PATTERN, LIMIT_MAX
 from tocsin.service.people import LONGEST_TOKEN_LIFETIME, MIN_PASSWORD
 from tocsin.service.subscriptions import LANGUAGES, MAX_AREAS
 
@@ -24,6 +24,9 @@ PUSH = "/api/v1/push"
 STRING: Schema = {"type": "string"}
 BOOLEAN: Schema = {"type": "boolean"}
 INSTANT: Schema = {"type": "string", "format": "date-time"}
+INSTANT_GIVEN: Schema = {"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN,
+                         "description": "ISO 8601 with a UTC offset, in the years 1000 to 8999"}
+"""An instant in a request: the range the one instant parser accepts."""
 INTEGER: Schema = {"type": "integer"}
 AREAS: Schema = {"type": "array", "minItems": 1, "maxItems": MAX_AREAS,
                  "items": {"type": "string", "pattern": CODE_PATTERN.pattern},
@@ -306,8 +309,9 @@ def schemas() -> dict[str, Schema]:
                   "propertyNames": {"pattern": LANGUAGE_TAG.pattern},
                   "additionalProperties": statement,
                   "description": "Language tag (kk, ru, en, en-GB) to the texts in it."},
-        "effective": {"anyOf": [INSTANT, NO_TEXT], "description": "Empty: on publication."},
-        "expires": {"anyOf": [INSTANT, NO_TEXT]},
+        "effective": {"anyOf": [INSTANT_GIVEN, NO_TEXT],
+                      "description": "Empty: on publication."},
+        "expires": {"anyOf": [INSTANT_GIVEN, NO_TEXT]},
         "replaces": _array(STRING, uniqueItems=True,
                            description="Ids of published declarations of the same scheme "
                                        "that this one ends."),

@@ -35,7 +35,9 @@ def check(conn: Connection, now: datetime, *, remind_before: timedelta = REMIND_
     check; returns the level changes announced. Runs inside the caller's write transaction."""
     schedule = conn.execute(select(t.schedule).where(t.schedule.c.id == 1)
                             .with_for_update()).one()
-    world = world_of(conn, published_only=True)
+    # Levels now and what comes next need only what may still hold: at a million closed
+    # declarations, reading them all would make every write take minutes.
+    world = world_of(conn, published_only=True, holding_from=now)
     current = world.levels_at(now, schemes=sorted(world.schemes))
     announced: LevelMap = {(r.scheme, r.area_code): r.level
                            for r in conn.execute(select(t.announced_levels))}

@@ -537,11 +537,14 @@ def load_world(engine: Engine, *, published_only: bool = False) -> World:
         return world_of(conn, published_only=published_only)
 
 
-def world_of(conn: Connection, *, published_only: bool = False) -> World:
-    """The world as `conn`'s transaction sees it."""
+def world_of(conn: Connection, *, published_only: bool = False,
+             holding_from: datetime | None = None) -> World:
+    """The world as `conn`'s transaction sees it; with `holding_from`, only the published
+    declarations that may hold at or after that instant (see records.load_declarations)."""
     statuses = [Status.PUBLISHED] if published_only else None
     return World(records.load_tree(conn), records.load_schemes(conn),
-                 records.load_declarations(conn, statuses=statuses))
+                 records.load_declarations(conn, statuses=statuses,
+                                           holding_from=holding_from))
 
 
 def load_scheme(engine: Engine, key: str) -> Scheme:

@@ -17,8 +17,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     type_coerce,
+    union,
     update,
 )
 
@@ -108,9 +110,12 @@ def save_areas(conn: Connection, tree: AreaTree, changed: Iterable[Area]) -> Non
 def load_declarations(
     conn: Connection, *, ids: Sequence[str] | None = None, scheme: str | None = None,
     area_codes: Sequence[str] | None = None, statuses: Sequence[Status] | None = None,
+    holding_from: datetime | None = None,
 ) -> dict[str, Declaration]:
     """Declarations by id, optionally only those with the given ids, scheme, areas or status;
-    oldest first.
+    oldest first. With `holding_from`, only the published declarations that may still hold
+    at or after it (not expired or cancelled by then), and every declaration replacing one
+    of them, so that when each of them ends is known.
 
     Five statements whatever the number: every snapshot reads the whole published history.
     Texts are parsed when first read (`StoredTexts`).
@@ -124,6 +129,8 @@ def load_declarations(
     if area_codes is not None:
         wanted.append(d.c.id.in_(select(t.declaration_areas.c.declaration_id).where(
             t.declaration_areas.c.area_code.in_(list(area_codes)))))
+    if holding_from is not None:
+        wanted.append(d.c.id.in_(_holding_from(holding_from)))
     # By status alone (a snapshot: every published one), nearly every row is wanted: the linked
     # rows are read whole, which costs less than looking each declaration up.
     whole = not wanted
@@ -360,6 +367,18 @@ def read_state(conn: Connection) -> Any:
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _holding_from(at: datetime) -> Any:
+    """Ids of the published declarations not over by `at` (by expiry or cancellation) and
+    of every declaration replacing one of them."""
+    d, c, r = t.declarations, t.cancellations, t.declaration_replaces
+    over = select(c.c.declaration_id).where(c.c.at <= at)
+    live = select(d.c.id).where(
+        d.c.status == Status.PUBLISHED.value,
+        or_(d.c.expires_at.is_(None), d.c.expires_at > at), d.c.id.not_in(over))
+    replacing = select(r.c.declaration_id).where(r.c.replaces_id.in_(live))
+    return union(live, replacing)
 
 
 STRUCTURE_TOPICS = ("areas.changed", "scheme.changed")
