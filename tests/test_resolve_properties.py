@@ -311,12 +311,13 @@ def oracle_windows(decls: list[Declaration]) -> list[tuple[Declaration, datetime
 @st.composite
 def instants(draw: st.DrawFn, decls: list[Declaration]) -> list[datetime]:
     """Instants in any order: window boundaries, a moment either side of them, and anywhere
-    from before every declaration to after all of them; some in another time zone."""
+    from before every declaration to after all of them; some in another time zone. The first
+    (which settles what the index keeps ready) is near a boundary."""
     points = sorted(boundaries(decls)) or [T0]
     near = st.tuples(st.sampled_from(points), st.sampled_from([-1, 0, 0, 1])).map(
         lambda p: p[0] + timedelta(microseconds=p[1]))
     anywhere = st.integers(-24 * 60, 24 * 60).map(lambda m: T0 + timedelta(minutes=m))
-    out = draw(st.lists(near | anywhere, min_size=1, max_size=12))
+    out = [draw(near), *draw(st.lists(near | anywhere, max_size=12))]
     east = timezone(timedelta(hours=6))
     return [at.astimezone(east) if draw(st.booleans()) else at for at in out]
 
@@ -358,3 +359,17 @@ def test_the_index_answers_like_a_scan_of_every_window_at_any_instant(
         chain = chain_of(tree, code)
         assert [w.declaration.id for w in history.naming(chain)] == [
             d.id for d, _, _ in windows if set(chain) & set(d.areas)]
+
+
+def test_an_earlier_instant_after_a_later_one_sees_what_held_then() -> None:
+    """The first instant asked settles what the index keeps ready; a replaced declaration
+    still holds at an earlier instant asked afterwards."""
+    base = Declaration("d0", KZ.key, "high", ("KZ",), TEXTS, "s", GRID[1], None, (),
+                       Status.PUBLISHED, T0, "x", T0, "x")
+    lower = replace(base, id="d1", level="moderate", effective=GRID[3], replaces=("d0",))
+    history = SchemeHistory(KZ, [base, lower])
+    assert [w.declaration.id for w in history.in_effect(GRID[5])] == ["d1"]
+    assert [w.declaration.id for w in history.in_effect(GRID[2])] == ["d0"]
+    assert history.last_change_until(GRID[2]) == GRID[1]
+    assert history.next_change_after(GRID[2]) == GRID[3]
+    assert history.last_change_until(GRID[5]) == GRID[3]

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain, compress, repeat
+from itertools import compress
 from operator import and_, attrgetter
 
 from tocsin.domain.area import AreaTree
@@ -268,7 +268,7 @@ def _ends(decls: list[Declaration], ids: list[str]) -> list[datetime]:
     """When each declaration stops holding (_FOREVER: never): the earliest of the start of the
     first of `decls` that replaces it, its expiry and its cancellation (as `end_of`).
 
-    Passes in C over all, Python only over the replaced and the cancelled.
+    Passes in C over all; Python loops only over the cancelled, the replacing and the replaced.
     """
     ends = [_FOREVER if expires is None else expires for expires in map(_EXPIRES, decls)]
     cancellations = list(map(_CANCELLATION, decls))
@@ -287,16 +287,14 @@ def _ends(decls: list[Declaration], ids: list[str]) -> list[datetime]:
 
 
 def _first_replacements(replacers: list[Declaration]) -> dict[str, datetime]:
-    """For each id that `replacers` replace, the start of the first replacement."""
-    olds = list(chain.from_iterable(map(_REPLACES, replacers)))
-    starts = list(chain.from_iterable(
-        map(repeat, map(_EFFECTIVE, replacers), map(len, map(_REPLACES, replacers)))))
-    first: dict[str, datetime] = dict(zip(olds, starts, strict=True))
-    if len(first) < len(olds):  # replaced more than once: keep the earliest
-        first = {}
-        for old, start in zip(olds, starts, strict=True):
-            if start is not None and start < first.setdefault(old, start):
-                first[old] = start
+    """For each id that `replacers` replace, when the first replacement takes effect."""
+    first: dict[str, datetime] = {}
+    for replacer in replacers:
+        start = replacer.effective
+        if start is not None:
+            for old in replacer.replaces:
+                if start < first.setdefault(old, start):
+                    first[old] = start
     return first
 
 
