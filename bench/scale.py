@@ -54,7 +54,7 @@ from typing import Any, TextIO
 
 import scale_data
 import scale_reads
-import tocsin
+import tocsin as tocsin_package
 from machine import cpu_model, load_average, print_summary
 from scale_changes import Changer
 from scale_probe import QUIET, Client, cpu_seconds, process_tree, rss_kib, settle
@@ -136,7 +136,7 @@ def pinning() -> tuple[list[str], str]:
 def code_line() -> str:
     """Which tocsin is measured: where it is imported from and, in a git checkout, its
     commit and whether its sources have uncommitted changes."""
-    source = Path(tocsin.__file__).resolve().parent
+    source = Path(tocsin_package.__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, timeout=10, check=True)
@@ -325,12 +325,14 @@ class SizeRun:
         return first
 
     def probe_levels_filter(self) -> None:
-        """Poll /api/v1/levels?area=KZ-75 when the server has that filter, else the whole."""
+        """Poll /api/v1/levels for KZ-75's subtree when the server takes `area` (and `level=any`,
+        so that KZ-75 is listed whatever its level), else the whole document."""
         client = Client(self.port)
         try:
-            answer = client.get(f"/api/v1/levels?area={REGION}")
-            if answer.status == 200 and f'"area":"{REGION}"'.encode() in answer.body:
-                self.levels_path = f"/api/v1/levels?area={REGION}"
+            for query in (f"?area={REGION}&level=any", f"?area={REGION}"):
+                if client.get("/api/v1/levels" + query).status == 200:
+                    self.levels_path = "/api/v1/levels" + query
+                    break
             whole = client.get("/api/v1/levels")
             self.details["levels_bytes"] = len(whole.body)
         finally:

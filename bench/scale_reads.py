@@ -317,7 +317,8 @@ def countrywide(s: Served) -> Result:
     assert sampled.last is not None
     details = {"sample_ms": ms(sampled.last), "crawl_pages": done.fetched,
                "crawl_end_s": round(crawl_end, 1), "stale_in_crawl": len(done.failed),
-               "declare_s": round(declared.seconds, 2)}
+               "stale_examples": done.failed[:5], "crawl_statuses": dict(done.statuses),
+               "crawl_errors": done.errors, "declare_s": round(declared.seconds, 2)}
     if done.timed_out:
         return Figure.timeout(timeout, f"sample of {len(checks)} after {sampled.last:.2f} s; "
                               f"crawl checked {done.fetched:,} of {len(paths):,}"), details
