@@ -268,7 +268,9 @@ CHUNK = 20_000
 def write_store(path: Path, scheme_document: dict[str, Any], tree: AreaTree,
                 declarations: Sequence[Declaration]) -> None:
     """A fresh SQLite database at `path` holding the areas, the scheme and `declarations`, in
-    the rows `records.insert_declaration` writes, by bulk inserts (no audit entries)."""
+    the rows `records.insert_declaration` writes, by bulk inserts (no audit entries). Rows go
+    in by creation time, as a store that saw them made would hold them."""
+    declarations = sorted(declarations, key=lambda d: (d.created_at, d.id))
     engine = connect(f"sqlite:///{path}")
     try:
         migrate(engine)
