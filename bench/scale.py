@@ -302,10 +302,13 @@ class SizeRun:
         key = "start_worker_s" if worker else "start_s"
         if first is None:
             self.details[key] = None
+            rss, _, count = rss_kib(self.server.pid)
+            self.details["rss_at_start_timeout_mib"] = round(rss / 1024)
             if not worker:
-                self.figures["start"] = Figure.timeout(self.budget.start)
+                self.figures["start"] = Figure.timeout(
+                    self.budget.start, f"RSS {rss / 2**20:.1f} GiB by then")
             self.say(f"  tocsin serve{' (with worker)' if worker else ''}: no 200 within "
-                     f"{self.budget.start:g} s")
+                     f"{self.budget.start:g} s; RSS {rss / 1024:,.0f} MiB in {count} processes")
             return None
         self.details[key] = round(first, 2)
         if not worker:

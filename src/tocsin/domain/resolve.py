@@ -178,6 +178,13 @@ class SchemeHistory:
         index = self._area_index()
         return self._windows({i for code in codes for i in index.get(code, ())})
 
+    def spans(self, codes: Iterable[str]) -> list[tuple[int, datetime, datetime | None]]:
+        """(rank, start, end) of the windows of declarations that name any of `codes`, in no
+        particular order: what a timeline needs, without making `Window` objects."""
+        index, ranks, starts, ends = self._area_index(), self._ranks, self._starts, self._ends
+        return [(ranks[i], starts[i], None if ends[i] is _FOREVER else ends[i])
+                for i in {i for code in codes for i in index.get(code, ())}]
+
     def naming_at(self, codes: Iterable[str], at: datetime) -> list[Window]:
         """Windows holding at `at` of declarations that name any of `codes`, in start order."""
         at = _utc(at)
@@ -371,12 +378,12 @@ def timeline(tree: AreaTree, history: SchemeHistory, code: str) -> list[Period]:
     of holding windows per rank.
     """
     changes: dict[datetime, list[tuple[int, int]]] = {}
-    for w in history.naming([code, *tree.ancestors(code)]):
-        if w.end is not None and w.end <= w.start:
+    for rank, start, end in history.spans([code, *tree.ancestors(code)]):
+        if end is not None and end <= start:
             continue  # cancelled or replaced before it began: never held
-        changes.setdefault(w.start, []).append((w.rank, 1))
-        if w.end is not None:
-            changes.setdefault(w.end, []).append((w.rank, -1))
+        changes.setdefault(start, []).append((rank, 1))
+        if end is not None:
+            changes.setdefault(end, []).append((rank, -1))
     holding: Counter[int] = Counter()
     periods = [Period(history.level_of_rank(None), None, None)]
     for at in sorted(changes):
