@@ -53,7 +53,14 @@ from sqlalchemy import func, insert, select
 
 from machine import cpu_model, load_average
 from tocsin.domain.area import Area, AreaKind, AreaTree
-from tocsin.domain.declaration import Cancellation, Declaration, Statement, Status
+from tocsin.domain.declaration import (
+    Cancellation,
+    Declaration,
+    Statement,
+    Status,
+    end_of,
+    replaced_by,
+)
 from tocsin.domain.resolve import (
     Effective,
     SchemeHistory,
@@ -283,13 +290,18 @@ def write_store(path: Path, scheme_document: dict[str, Any], tree: AreaTree,
                     for i, a in enumerate(tree)]
             for start in range(0, len(rows), CHUNK):
                 conn.execute(insert(t.areas), rows[start:start + CHUNK])
+            known = {d.id: d for d in declarations}
+            replacers = replaced_by(known)
+            ends = {d.id: end_of(d, [known[r] for r in replacers.get(d.id, ())])
+                    for d in declarations}
             for start in range(0, len(declarations), CHUNK):
-                write_chunk(conn, declarations[start:start + CHUNK])
+                write_chunk(conn, declarations[start:start + CHUNK], ends)
     finally:
         engine.dispose()
 
 
-def write_chunk(conn: Any, chunk: Sequence[Declaration]) -> None:
+def write_chunk(conn: Any, chunk: Sequence[Declaration],
+                ends: dict[str, datetime | None]) -> None:
     conn.execute(insert(t.declarations), [{
         "id": d.id, "scheme": d.scheme, "level": d.level, "status": d.status.value,
         "effective_at": d.effective, "expires_at": d.expires,
@@ -297,7 +309,7 @@ def write_chunk(conn: Any, chunk: Sequence[Declaration]) -> None:
         "created_at": d.created_at, "created_by": d.created_by,
         "published_at": d.published_at, "published_by": d.published_by,
         "revision": d.revision, "submitted_at": d.submitted_at, "break_glass": d.break_glass,
-        "cap_sender": d.cap_sender} for d in chunk])
+        "cap_sender": d.cap_sender, "ends_at": ends[d.id]} for d in chunk])
     conn.execute(insert(t.declaration_areas), [
         {"declaration_id": d.id, "area_code": code, "position": i}
         for d in chunk for i, code in enumerate(d.areas)])

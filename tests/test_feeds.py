@@ -185,7 +185,7 @@ def test_declarations_without_a_recorded_sender_use_the_configured_one(
     [old] = commands.declare(engine, [request("high", ("KZ-75",))], now=on(7), actor=ACTOR)
     [new] = commands.declare(engine, [request("moderate", ("KZ-75",), replaces=(old.id,))],
                              now=on(8), actor=ACTOR)
-    world = snapshot(engine).world
+    world = build(engine, on(7), config=CONFIG).world  # before `old` ends: the world holds it
     world.declarations[old.id] = replace(world.declarations[old.id], cap_sender=None)
     site = Site(world, on(9), on(9), publication=feeds.Publication(PUBLIC, "legacy.sender"))
     root = cap_root(site.render(urls.cap(new.id)).body, "update", schema)

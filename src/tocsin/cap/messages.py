@@ -33,6 +33,12 @@ class Declared(Protocol):
     @property
     def declarations(self) -> Mapping[str, Declaration]: ...
 
+    def declaration(self, declaration_id: str) -> Declaration | None:
+        """Any declaration by id, also one `declarations` no longer holds."""
+
+    def ids_like(self, declaration_id: str) -> list[str]:
+        """Published ids that may be what `declaration_id` meant (for suggestions)."""
+
     def scheme(self, key: str) -> Scheme: ...
 
 
@@ -79,7 +85,7 @@ def earlier_messages(world: Declared, declaration: Declaration,
     queue = list(declaration.replaces)
     while queue:
         old_id = queue.pop()
-        old = world.declarations.get(old_id)
+        old = world.declaration(old_id)
         if old is None or old_id in seen or not old.is_published:
             continue
         seen[old_id] = old
@@ -133,8 +139,7 @@ def cap_cancel_message(world: Declared, declaration_id: str,
 
 def published(world: Declared, declaration_id: str) -> Declaration:
     """The published declaration `declaration_id`; NotFound (with close matches) else."""
-    declaration = world.declarations.get(declaration_id)
+    declaration = world.declaration(declaration_id)
     if declaration is None or not declaration.is_published:
-        found = [k for k, d in world.declarations.items() if d.is_published]
-        raise unknown("declaration", declaration_id, found, ALL_HINT)
+        raise unknown("declaration", declaration_id, world.ids_like(declaration_id), ALL_HINT)
     return declaration

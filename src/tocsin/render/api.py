@@ -8,16 +8,15 @@ described, and pinned by tests, in render/openapi.py.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from tocsin.domain.area import Area
 from tocsin.domain.audit import AuditHead
-from tocsin.domain.declaration import Declaration, replaced_by
+from tocsin.domain.declaration import Declaration
 from tocsin.domain.errors import NotFound, unknown
-from tocsin.domain.resolve import Period
+from tocsin.domain.resolve import Period, effective_levels
 from tocsin.domain.scheme import Level, Scheme
 from tocsin.domain.times import iso
 from tocsin.render import urls
@@ -80,14 +79,15 @@ def levels_doc(world: World, at: datetime, *, scheme: str | None = None,
     for key in keys[keys.index(start_scheme) if start_scheme else 0:]:
         history = world.history(key)
         floor = history.scheme.baseline_level
-        levels = world.resolved(key) if at == world.now else None
+        levels = (world.resolved(key) if at == world.now
+                  else effective_levels(world.tree, world.seeing(at).history(key), at))
         order = world.tree.order
         first = start_at if key == start_scheme else 0
         for position in range(first, len(order)):
             code = order[position]
             if inside is not None and code not in inside:
                 continue
-            effective = levels[code] if levels is not None else world.effective(key, code, at)
+            effective = levels[code]
             found = effective.level
             if level == ANY_LEVEL:
                 pass
@@ -96,8 +96,7 @@ def levels_doc(world: World, at: datetime, *, scheme: str | None = None,
                     continue
             elif found is None or (floor is not None and found.rank <= floor.rank):
                 continue
-            changed = world.area_changed(code) if changed_since is not None else None
-            if changed_since is not None and (changed is None or changed < changed_since):
+            if changed_since is not None and not world.changed_since(code, changed_since):
                 continue
             if len(items) == limit:
                 next_cursor = _cursor(key, position)
@@ -198,7 +197,6 @@ def declarations_doc(world: World, *, scheme: str | None = None, area: str | Non
     found = _published(world, scheme=scheme, area=area, since=since, until=until)
     found.reverse()
     total = len(found)
-    replacers = replaced_by(world.declarations)
     filters = [("scheme", scheme), ("area", area),
                ("since", iso(since) if since else None), ("until", iso(until) if until else None)]
 
@@ -215,7 +213,7 @@ def declarations_doc(world: World, *, scheme: str | None = None, area: str | Non
         "total": total,
         "limit": limit,
         "offset": offset,
-        "items": [declaration_json(d, replaced_by=sorted(replacers.get(d.id, ())))
+        "items": [declaration_json(d, replaced_by=world.replaced_by(d.id))
                   for d in found[offset:offset + limit]],
         "links": {
             "self": link(offset),
@@ -227,10 +225,9 @@ def declarations_doc(world: World, *, scheme: str | None = None, area: str | Non
 
 def declaration_doc(world: World, declaration_id: str) -> dict[str, Any]:
     """One published declaration; NotFound for an unknown id or a draft's."""
-    found = world.declarations.get(declaration_id)
+    found = world.declaration(declaration_id)
     if found is None or not found.is_published:
-        published = (d.id for d in world.declarations.values() if d.is_published)
-        raise unknown("declaration", declaration_id, published,
+        raise unknown("declaration", declaration_id, world.ids_like(declaration_id),
                       f"find its id in {urls.api_declarations()}")
     return declaration_json(found, replaced_by=world.replaced_by(found.id))
 
@@ -305,19 +302,8 @@ def _published(world: World, *, scheme: str | None, area: str | None,
                since: datetime | None, until: datetime | None) -> list[Declaration]:
     """Published declarations matching the filters, oldest first by (effective, id)."""
     key = _scheme(world, scheme).key if scheme else None
-    chain: set[str] | None = None
-    if area:
-        code = _area(world, area).code
-        chain = {code, *world.tree.ancestors(code)}
-    found: Iterable[Declaration] = (
-        d for d in world.declarations.values()
-        if d.is_published
-        and (key is None or d.scheme == key)
-        and (chain is None or not chain.isdisjoint(d.areas))
-        and (since is None or _effective(d) >= since)
-        and (until is None or _effective(d) < until)
-    )
-    return sorted(found, key=lambda d: (_effective(d), d.id))
+    code = _area(world, area).code if area else None
+    return world.search(scheme=key, area=code, since=since, until=until)
 
 
 def _overlaps(period: Period, since: datetime | None, until: datetime | None) -> bool:

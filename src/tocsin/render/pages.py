@@ -7,7 +7,7 @@ only lay them out. The same input always gives the same bytes (the static mirror
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -183,16 +183,21 @@ def _scheme_name(scheme: Scheme, lang: str) -> str:
     return pick(scheme.name, [lang, scheme.default_language]) or scheme.key
 
 
-def _as_known_at(world: World, ctx: PageContext) -> World:
+def _as_known_at(world: World, ctx: PageContext, *, area: str | None = None,
+                 ids: Iterable[str] | None = None) -> World:
     """The world as the public knew it at ctx.at: later publications and cancellations unseen.
 
-    Only time-travel pages need this; a live page shows everything published.
+    Only time-travel pages need this; a live page shows everything published. The world
+    answers for the whole tree at ctx.at, or (complete with closed history) for one `area`
+    at any instant, or for the declarations `ids`.
     """
     if not ctx.time_travel:
         return world
+    base = (world.around(area) if area is not None
+            else world.about(ids) if ids is not None else world.seeing(ctx.at))
     kept: dict[str, Declaration] = {}
     changed = False
-    for d in world.declarations.values():
+    for d in base.declarations.values():
         if d.is_published and (d.published_at is None or d.published_at > ctx.at):
             changed = True
             continue
@@ -200,7 +205,7 @@ def _as_known_at(world: World, ctx: PageContext) -> World:
             d = replace(d, cancellation=None)
             changed = True
         kept[d.id] = d
-    return World(world.tree, world.schemes, kept) if changed else world
+    return World(base.tree, base.schemes, kept) if changed else base
 
 
 def _headline(d: Declaration, lang: str, scheme: Scheme) -> tuple[str, Statement]:
@@ -413,7 +418,7 @@ def area_page(world: World, code: str, ctx: PageContext, *, push: Push | None = 
     """One area: per scheme its level, meaning, measures, guidance, term, why, and history;
     then the e-mail subscription form and, with `push`, the browser push button."""
     area = world.tree.get(code)
-    world = _as_known_at(world, ctx)
+    world = _as_known_at(world, ctx, area=area.code)
     t = i18n.ui(ctx.lang)
     name = _name(world, code, ctx.lang)
     sections = [_scheme_status(world, status, ctx) for status in world.status(ctx.at, area=code)]
@@ -497,17 +502,18 @@ def beneath_text(world: World, scheme: str, code: str, level: Level | None,
 
 def declaration_page(world: World, declaration_id: str, ctx: PageContext) -> str:
     """A declaration's permalink; NotFound for an unknown id or a draft (drafts are private)."""
-    d = world.declarations.get(declaration_id)
+    d = world.declaration(declaration_id)
     if d is None or not d.is_published:
         raise unknown("declaration", declaration_id, (), HISTORY_HINT)
     full = world
-    world = _as_known_at(world, ctx)
+    world = _as_known_at(world, ctx, ids=[d.id, *world.replaced_by(d.id)])
     t = i18n.ui(ctx.lang)
     scheme = world.scheme(d.scheme)
     tz = _timezone_of(world, d)
     shown, texts = _headline(d, ctx.lang, scheme)
-    known = world.declarations.get(d.id)
-    replacers = [world.declarations[i] for i in world.replaced_by(d.id)] if known else []
+    known = world.declaration(d.id)
+    replacers = ([r for r in map(world.declaration, world.replaced_by(d.id)) if r is not None]
+                 if known else [])
     state = _state(known, replacers, ctx, tz) if known else t["unpublished"]
     level = scheme.level(d.level)
     frame = _frame(ctx, t["declaration_title"].format(id=d.id),
@@ -525,7 +531,7 @@ def declaration_page(world: World, declaration_id: str, ctx: PageContext) -> str
         published=t["published"].format(time=i18n.format_time(d.published_at, tz, ctx.lang))
         if d.published_at else "",
         state=state,
-        replaces=[_declaration_link(full.declarations[i], full, ctx) if i in full.declarations
+        replaces=[_declaration_link(old, full, ctx) if (old := full.declaration(i)) is not None
                   else Link(urls.declaration(ctx.lang, i) + _query(ctx), i) for i in d.replaces],
         replaced_by=[_declaration_link(r, world, ctx) for r in replacers],
         json=urls.api_declaration(d.id))
@@ -564,14 +570,14 @@ def history_page(world: World, ctx: PageContext, *, area: str | None, scheme: st
         world.tree.get(area)
     if scheme:
         world.scheme(scheme)
-    world = _as_known_at(world, ctx)
+    found = world.search(scheme=scheme, area=area, since=start, until=end)
+    ids = {d.id: None for d in found}
+    for d in found:
+        ids.update(dict.fromkeys(world.replaced_by(d.id)))
+    world = _as_known_at(world, ctx, ids=ids) if ctx.time_travel else world.about(ids)
     t = i18n.ui(ctx.lang)
-    candidates = world.declarations_for(area) if area else list(world.declarations.values())
-    chosen = [d for d in candidates
-              if d.is_published and d.effective is not None
-              and (scheme is None or d.scheme == scheme)
-              and (start is None or d.effective >= start) and (end is None or d.effective < end)]
-    chosen.sort(key=lambda d: (d.effective or d.created_at, d.id), reverse=True)
+    chosen = [d for d in map(world.declaration, [d.id for d in reversed(found)])
+              if d is not None and d.is_published]
     replacers = replaced_by(world.declarations)
     entries = []
     for d in chosen:

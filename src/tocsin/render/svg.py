@@ -98,7 +98,7 @@ def map_svg(world: World, scheme: str, at: datetime, lang: str) -> str:
     the_scheme = world.scheme(scheme)
     languages = [lang, "en"]
     levels = (world.resolved(the_scheme.key) if at == world.now
-              else effective_levels(world.tree, world.history(the_scheme.key), at))
+              else effective_levels(world.tree, world.seeing(at).history(the_scheme.key), at))
     shaped = _deepest(world, lambda a: a.geometry is not None)
     placed = shaped or _deepest(world, lambda a: a.grid is not None)
     drawn = []

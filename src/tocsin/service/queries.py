@@ -7,7 +7,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 
 from sqlalchemy import Connection, Engine
@@ -29,6 +29,7 @@ from tocsin.domain.resolve import (
     timeline,
 )
 from tocsin.domain.scheme import Level, Scheme
+from tocsin.service.archive import Archive
 from tocsin.store import records
 from tocsin.store.database import check_current, reading
 
@@ -38,7 +39,11 @@ RECENT_PERIODS = 20
 /api/v1/history have them all."""
 TIMELINES_KEPT = 20_000
 """Per-area timelines kept by one world; beyond that the memo starts again."""
+AROUND_KEPT = 2_048
+"""Per-area worlds with closed history (`World.around`) kept by one world."""
 
+
+_TICK = timedelta(microseconds=1)
 
 LevelMap = dict[tuple[str, str], str | None]
 """(scheme, area) → level key or None."""
@@ -81,6 +86,12 @@ class World:
 
     Effective levels are resolved once per scheme for the world's `now` (when it has one),
     in one pass over the tree; single areas at other instants resolve alone.
+
+    With an `archive`, `declarations` holds only those that may still hold from
+    `archive.until` on (and what replaces them, and what was written since): questions
+    about later instants read them alone, and questions reaching further back (an area's
+    past, an earlier instant, an old declaration) ask the archive, through `around`,
+    `seeing`, `declaration` and `search`.
     """
 
     tree: AreaTree
@@ -103,6 +114,108 @@ class World:
     _inside_raw: dict[str, InsideMap] = field(default_factory=dict)
     _pending_inside: dict[str, tuple[InsideMap, set[str]]] = field(default_factory=dict)
     """Per scheme: the previous levels and the areas a change named, to resolve again."""
+    archive: Archive | None = None
+    _around: dict[str, World] = field(default_factory=dict)
+    _seeing: dict[datetime, World] = field(default_factory=dict)
+    _ended_since: dict[datetime, set[str]] = field(default_factory=dict)
+
+    # --- closed history ---------------------------------------------------------------
+
+    def declaration(self, declaration_id: str) -> Declaration | None:
+        """A declaration by id, from the archive when this world no longer holds it."""
+        found = self.declarations.get(declaration_id)
+        if found is None and self.archive is not None:
+            found = self.archive.declarations([declaration_id]).get(declaration_id)
+        return found
+
+    def around(self, code: str) -> World:
+        """A world complete for one area: every published declaration naming it or an area
+        above it, ever (and what replaces them). Itself when it has no archive."""
+        if self.archive is None:
+            return self
+        code = self.tree.get(code).code
+        found = self._around.get(code)
+        if found is None:
+            chain = [code, *self.tree.ancestors(code)]
+            own = self.archive.naming(chain)
+            for key in self.used_schemes():
+                for window in self.history(key).naming(chain):
+                    d = window.declaration
+                    own[d.id] = d
+                    for r in self.replaced_by(d.id):
+                        own[r] = self.declarations[r]
+            found = self._partial(own, self.now)
+            if len(self._around) >= AROUND_KEPT:
+                self._around.clear()
+            self._around[code] = found
+        return found
+
+    def seeing(self, at: datetime) -> World:
+        """A world complete for the whole tree at `at`: itself, unless `at` is before what
+        it holds (then the declarations holding at `at`, from the archive)."""
+        if self.archive is None or at >= self.archive.until:
+            return self
+        found = self._seeing.get(at)
+        if found is None:
+            held = self.archive.holding_at(at)
+            held.update({k: d for k, d in self.declarations.items() if k in held})
+            found = self._partial(held, at)
+            self._seeing = {at: found}
+        return found
+
+    def ids_like(self, declaration_id: str) -> list[str]:
+        """Published ids that may be what `declaration_id` meant, for suggestions: this
+        world's, and the archive's that share the first half of it."""
+        own = [k for k, d in self.declarations.items() if d.is_published]
+        if self.archive is None:
+            return own
+        return [*own, *self.archive.ids_like(declaration_id[:len(declaration_id) // 2])]
+
+    def about(self, ids: Iterable[str]) -> World:
+        """A world holding the declarations `ids` (those that exist), from the archive too;
+        itself when it has no archive."""
+        if self.archive is None:
+            return self
+        ids = list(ids)
+        found = {k: self.declarations[k] for k in ids if k in self.declarations}
+        found.update(self.archive.declarations([k for k in ids if k not in found]))
+        return self._partial(found, self.now)
+
+    def _partial(self, declarations: dict[str, Declaration], now: datetime | None) -> World:
+        world = World(self.tree, self.schemes, declarations, now=now,
+                      structure_at=self.structure_at)
+        world._used = self.used_schemes()
+        return world
+
+    def search(self, *, scheme: str | None = None, area: str | None = None,
+               since: datetime | None = None,
+               until: datetime | None = None) -> list[Declaration]:
+        """Published declarations of the scheme, naming the area or an area above it, taking
+        effect in [since, until) (each filter only if given), oldest first by (effective,
+        id): this world's, and the archive's."""
+        chain = [self.tree.get(area).code, *self.tree.ancestors(area)] if area else None
+        names = set(chain) if chain is not None else None
+        found = {k: d for k, d in self.declarations.items()
+                 if d.is_published and d.effective is not None
+                 and (scheme is None or d.scheme == scheme)
+                 and (names is None or not names.isdisjoint(d.areas))
+                 and (since is None or d.effective >= since)
+                 and (until is None or d.effective < until)}
+        if self.archive is not None:
+            stored = self.archive.search(scheme=scheme, codes=chain, since=since, until=until)
+            found = {**stored, **found}
+        return sorted(found.values(), key=lambda d: (d.effective or d.created_at, d.id))
+
+    def published_ids(self) -> list[tuple[str, bool]]:
+        """Every published declaration's id, and whether it was cancelled: this world's,
+        and the archive's; oldest first."""
+        own = {k: d.cancellation is not None for k, d in self.declarations.items()
+               if d.is_published}
+        if self.archive is None:
+            return list(own.items())
+        return list({**dict(self.archive.published_ids()), **own}.items())
+
+    # --- questions --------------------------------------------------------------------
 
     def scheme(self, key: str) -> Scheme:
         if key not in self.schemes:
@@ -117,7 +230,8 @@ class World:
     def used_schemes(self) -> list[str]:
         """Schemes with at least one published declaration, else every scheme."""
         if self._used is None:
-            used = sorted({d.scheme for d in self.declarations.values() if d.is_published})
+            used = sorted({d.scheme for d in self.declarations.values() if d.is_published}
+                          | set(self.archive.schemes if self.archive is not None else ()))
             self._used = used or sorted(self.schemes)
         return list(self._used)
 
@@ -136,13 +250,15 @@ class World:
         """One area's effective level: from the resolved map at `now`, else alone."""
         if at == self.now:
             return self.resolved(key)[code]
-        return effective_level(self.tree, self.history(key), code, at)
+        return effective_level(self.tree, self.around(code).history(key), code, at)
 
     def status(self, at: datetime, *, area: str | None = None,
                scheme: str | None = None) -> list[AreaStatus]:
         """Each area's (or one area's) level at `at`, per scheme (or one scheme)."""
         codes = [self.tree.get(area).code] if area else list(self.tree.order)
         keys = [self.scheme(scheme).key] if scheme else self.used_schemes()
+        if self.archive is not None and not area:  # each area's periods: its own past
+            return [s for code in codes for s in self.status(at, area=code, scheme=scheme)]
         out = []
         for key in keys:
             history = self.history(key)
@@ -153,13 +269,15 @@ class World:
             else:
                 levels = effective_levels(self.tree, history, at)
             for code in codes:
-                periods, _ = self.periods_around(key, code, at, 0)
+                periods, _ = self.around(code).periods_around(key, code, at, 0)
                 out.append(AreaStatus(self.tree.areas[code], history.scheme, levels[code],
                                       period_at(periods, at)))
         return out
 
     def timeline(self, area: str, scheme: str) -> list[Period]:
         code = self.tree.get(area).code
+        if self.archive is not None:
+            return self.around(code).timeline(code, scheme)
         found = self._timelines.get((code, scheme))
         if found is None:
             found = timeline(self.tree, self.history(scheme), code)
@@ -174,6 +292,8 @@ class World:
         one holding at `at`, that one, and every scheduled one after it; and whether
         earlier periods were left out. Walks back from `at` only as far as it must, so an
         area under a long history costs what its recent past costs."""
+        if self.archive is not None:
+            return self.around(code).periods_around(key, code, at, before)
         history = self.history(key)
         chain = [self.tree.get(code).code, *self.tree.ancestors(code)]
         holding: Counter[int] = Counter(w.rank for w in history.naming_at(chain, at))
@@ -247,7 +367,8 @@ class World:
         at = at or self.now
         assert at is not None, "beneath() needs an instant"
         if at != self.now:
-            return self._beneath_of(key, self._inside(key, at)).get(code)
+            seen = self.seeing(at)
+            return seen._beneath_of(key, seen._inside(key, at)).get(code)
         if key not in self._beneath:
             pending = self._pending_inside.pop(key, None)
             raw = (self._inside_again(key, at, *pending) if pending is not None
@@ -337,14 +458,36 @@ class World:
         ended, was cancelled or replaced; the highest level in force inside it began; or
         the areas and schemes changed. (When a level inside the area ends and nothing
         inside stays above the baseline, the bytes change but this instant does not.)"""
-        assert self.now is not None, "area_changed() needs a world with a now"
         chain = (code, *self.tree.ancestors(code))
+        instants = self._changes(code, chain)
+        if self.archive is not None:  # what ended before this world's declarations
+            instants.append(self.archive.ended(chain))
+        return max((i for i in instants if i is not None), default=None)
+
+    def _changes(self, code: str, chain: tuple[str, ...]) -> list[datetime | None]:
+        """The instants of `area_changed` that this world's own declarations give."""
+        assert self.now is not None, "area_changed() needs a world with a now"
         instants = [self.structure_at]
         for key in self.used_schemes():
             instants += [self._own_changed(key, c) for c in chain]
             inside = self.beneath(key, code)
             instants.append(inside.since if inside is not None else None)
-        return max((i for i in instants if i is not None), default=None)
+        return instants
+
+    def changed_since(self, code: str, since: datetime) -> bool:
+        """Whether `area_changed(code)` is at or after `since`, asking the archive once for
+        every area (`ended_since`) rather than once per area."""
+        if self.archive is None:
+            changed = self.area_changed(code)
+            return changed is not None and changed >= since
+        chain = (code, *self.tree.ancestors(code))
+        if any(i is not None and i >= since for i in self._changes(code, chain)):
+            return True
+        ended = self._ended_since.get(since)
+        if ended is None:
+            ended = self.archive.ended_after(since - _TICK)
+            self._ended_since = {since: ended}
+        return not ended.isdisjoint(chain)
 
     def _own_changed(self, key: str, code: str) -> datetime | None:
         """The newest instant at or before `now` of the windows naming exactly `code`: a
@@ -379,8 +522,9 @@ class World:
         assert self.now is not None
         instants = [d.published_at, d.effective, d.expires,
                     d.cancellation.at if d.cancellation else None]
-        instants += [self.declarations[r].published_at for r in self.replaced_by(d.id)]
-        instants += [self.declarations[r].effective for r in self.replaced_by(d.id)]
+        replacers = [r for r in map(self.declaration, self.replaced_by(d.id)) if r is not None]
+        instants += [r.published_at for r in replacers]
+        instants += [r.effective for r in replacers]
         return max((i for i in instants if i is not None and i <= self.now), default=None)
 
     def evolved(self, changed: Mapping[str, Declaration], now: datetime,
@@ -393,7 +537,7 @@ class World:
         schemes_changed = {d.scheme for d in changed.values()}
         world = World(self.tree, self.schemes, declarations,
                       {k: h for k, h in self._histories.items() if k not in schemes_changed},
-                      now=now, structure_at=self.structure_at)
+                      now=now, structure_at=self.structure_at, archive=self.archive)
         if self._used is not None and self._used != sorted(self.schemes):
             world._used = sorted({*self._used,
                                   *(d.scheme for d in changed.values() if d.is_published)})
@@ -501,15 +645,17 @@ class World:
     def declarations_for(self, area: str) -> list[Declaration]:
         """Declarations naming the area or one of its ancestors, oldest first."""
         chain = {self.tree.get(area).code, *self.tree.ancestors(area)}
-        found = [d for d in self.declarations.values() if chain.intersection(d.areas)]
+        found = [d for d in self.around(area).declarations.values()
+                 if chain.intersection(d.areas)]
         return sorted(found, key=lambda d: (d.effective or d.created_at, d.id))
 
     def levels_at(self, at: datetime, schemes: Iterable[str] | None = None) -> LevelMap:
         """Every area's effective level key (None: no level) at `at`, per scheme (default:
         the schemes in use)."""
         out: LevelMap = {}
+        seen = self.seeing(at)
         for key in self.used_schemes() if schemes is None else schemes:
-            for code, effective in effective_levels(self.tree, self.history(key), at).items():
+            for code, effective in effective_levels(self.tree, seen.history(key), at).items():
                 out[(key, code)] = effective.level.key if effective.level else None
         return out
 
@@ -520,6 +666,9 @@ class World:
 
     def replaced_by(self, declaration_id: str) -> list[str]:
         """Ids of the published declarations replacing this one, sorted."""
+        if (self.archive is not None and declaration_id
+                and declaration_id not in self.declarations):
+            return self.archive.replacing(declaration_id)
         if self._replacers is None:
             index: dict[str, list[str]] = {}
             for d in self.declarations.values():

@@ -110,12 +110,17 @@ def save_areas(conn: Connection, tree: AreaTree, changed: Iterable[Area]) -> Non
 def load_declarations(
     conn: Connection, *, ids: Sequence[str] | None = None, scheme: str | None = None,
     area_codes: Sequence[str] | None = None, statuses: Sequence[Status] | None = None,
-    holding_from: datetime | None = None,
+    holding_from: datetime | None = None, holding_at: datetime | None = None,
+    ended_by: datetime | None = None, effective_from: datetime | None = None,
+    effective_until: datetime | None = None,
 ) -> dict[str, Declaration]:
     """Declarations by id, optionally only those with the given ids, scheme, areas or status;
     oldest first. With `holding_from`, only the published declarations that may still hold
-    at or after it (not expired or cancelled by then), and every declaration replacing one
-    of them, so that when each of them ends is known.
+    at or after it (their `ends_at` is later or never), and with `holding_at`, those holding
+    at that instant; both add every declaration replacing one of them, so that when each of
+    them ends is known. `ended_by`: only published declarations over by then (closed
+    history: nothing changes them any more). `effective_from`/`effective_until`: taking
+    effect in that range.
 
     Five statements whatever the number: every snapshot reads the whole published history.
     Texts are parsed when first read (`StoredTexts`).
@@ -130,7 +135,15 @@ def load_declarations(
         wanted.append(d.c.id.in_(select(t.declaration_areas.c.declaration_id).where(
             t.declaration_areas.c.area_code.in_(list(area_codes)))))
     if holding_from is not None:
-        wanted.append(d.c.id.in_(_holding_from(holding_from)))
+        wanted.append(d.c.id.in_(_holding(holding_from, started=False)))
+    if holding_at is not None:
+        wanted.append(d.c.id.in_(_holding(holding_at, started=True)))
+    if ended_by is not None:
+        wanted += [d.c.status == Status.PUBLISHED.value, d.c.ends_at <= ended_by]
+    if effective_from is not None:
+        wanted.append(d.c.effective_at >= effective_from)
+    if effective_until is not None:
+        wanted.append(d.c.effective_at < effective_until)
     # By status alone (a snapshot: every published one), nearly every row is wanted: the linked
     # rows are read whole, which costs less than looking each declaration up.
     whole = not wanted
@@ -261,6 +274,8 @@ def insert_declaration(conn: Connection, d: Declaration) -> None:
         cap_sender=d.cap_sender,
     ))
     _insert_links(conn, d)
+    if d.status is Status.PUBLISHED:
+        settle_ends(conn, [d.id, *d.replaces])
 
 
 def _insert_links(conn: Connection, d: Declaration) -> None:
@@ -284,6 +299,7 @@ def mark_published(conn: Connection, d: Declaration) -> None:
                  .values(status=d.status.value, effective_at=d.effective,
                          published_at=d.published_at, published_by=d.published_by,
                          break_glass=d.break_glass, cap_sender=d.cap_sender))
+    settle_ends(conn, [d.id, *d.replaces])
 
 
 def update_unpublished(conn: Connection, d: Declaration) -> None:
@@ -318,6 +334,32 @@ def delete_cancel_request(conn: Connection, declaration_id: str) -> None:
 def insert_cancellation(conn: Connection, declaration_id: str, c: Cancellation) -> None:
     conn.execute(insert(t.cancellations).values(
         declaration_id=declaration_id, at=c.at, reason=c.reason, actor=c.by))
+    settle_ends(conn, [declaration_id])
+
+
+def settle_ends(conn: Connection, ids: Sequence[str]) -> None:
+    """Write when each of the published declarations `ids` stops holding (`ends_at`): the
+    earliest of its expiry, its cancellation and the start of the first published
+    declaration replacing it (as `declaration.end_of`); NULL when none of these exists."""
+    d, c, r = t.declarations, t.cancellations, t.declaration_replaces
+    by = d.alias("replacing")
+    wanted = sorted(set(ids))
+    ends: dict[str, list[datetime]] = {
+        key: [expires] if expires is not None else []
+        for key, expires in conn.execute(select(d.c.id, d.c.expires_at).where(
+            d.c.id.in_(wanted), d.c.status == Status.PUBLISHED.value))}
+    found = [*conn.execute(select(c.c.declaration_id, c.c.at)
+                           .where(c.c.declaration_id.in_(list(ends)))),
+             *conn.execute(select(r.c.replaces_id, by.c.effective_at)
+                           .join(by, by.c.id == r.c.declaration_id)
+                           .where(r.c.replaces_id.in_(list(ends)),
+                                  by.c.status == Status.PUBLISHED.value))]
+    for key, at in found:
+        if at is not None:
+            ends[key].append(at)
+    for key, instants in ends.items():
+        conn.execute(update(d).where(d.c.id == key).values(
+            ends_at=min(instants) if instants else None))
 
 
 def declaration_exists(conn: Connection, declaration_id: str) -> bool:
@@ -369,16 +411,85 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start:start + size]
 
 
-def _holding_from(at: datetime) -> Any:
-    """Ids of the published declarations not over by `at` (by expiry or cancellation) and
-    of every declaration replacing one of them."""
-    d, c, r = t.declarations, t.cancellations, t.declaration_replaces
-    over = select(c.c.declaration_id).where(c.c.at <= at)
+def _holding(at: datetime, *, started: bool) -> Any:
+    """Ids of the published declarations not over by `at` (and, if `started`, begun by
+    then), and of every declaration replacing one of them."""
+    d, r = t.declarations, t.declaration_replaces
     live = select(d.c.id).where(
-        d.c.status == Status.PUBLISHED.value,
-        or_(d.c.expires_at.is_(None), d.c.expires_at > at), d.c.id.not_in(over))
+        d.c.status == Status.PUBLISHED.value, or_(d.c.ends_at.is_(None), d.c.ends_at > at),
+        *([d.c.effective_at <= at] if started else []))
     replacing = select(r.c.declaration_id).where(r.c.replaces_id.in_(live))
     return union(live, replacing)
+
+
+def closed_ends(conn: Connection, codes: Sequence[str], by: datetime,
+                after: datetime | None = None) -> dict[str, datetime]:
+    """Per area code: when the last published declaration naming it that was over by `by`
+    (after `after`, if given) ended. Codes with none are left out."""
+    d, a = t.declarations, t.declaration_areas
+    query = (select(a.c.area_code, func.max(d.c.ends_at))
+             .join(d, d.c.id == a.c.declaration_id)
+             .where(d.c.status == Status.PUBLISHED.value, d.c.ends_at <= by,
+                    *([d.c.ends_at > after] if after is not None else []))
+             .group_by(a.c.area_code))
+    if len(codes) <= 500:
+        query = query.where(a.c.area_code.in_(list(codes)))
+        return {code: at for code, at in conn.execute(query) if at is not None}
+    wanted = set(codes)
+    return {code: at for code, at in conn.execute(query)
+            if code in wanted and at is not None}
+
+
+def closed_ends_after(conn: Connection, after: datetime, by: datetime) -> set[str]:
+    """The area codes named by a published declaration that ended in (after, by]."""
+    d, a = t.declarations, t.declaration_areas
+    return set(conn.execute(select(a.c.area_code).distinct()
+                            .join(d, d.c.id == a.c.declaration_id)
+                            .where(d.c.status == Status.PUBLISHED.value, d.c.ends_at > after,
+                                   d.c.ends_at <= by)).scalars())
+
+
+def last_end_by(conn: Connection, by: datetime) -> datetime | None:
+    """When the last published declaration over by `by` ended, if any did."""
+    d = t.declarations
+    found = conn.execute(select(func.max(d.c.ends_at)).where(
+        d.c.status == Status.PUBLISHED.value, d.c.ends_at <= by)).scalar()
+    return found if isinstance(found, datetime) else None
+
+
+def published_schemes(conn: Connection) -> list[str]:
+    """The keys of the schemes with at least one published declaration."""
+    d = t.declarations
+    return sorted(conn.execute(select(d.c.scheme).distinct()
+                               .where(d.c.status == Status.PUBLISHED.value)).scalars())
+
+
+def published_ids(conn: Connection) -> list[tuple[str, bool]]:
+    """Every published declaration's id and whether it was cancelled, oldest first (by
+    creation time, then id)."""
+    d, c = t.declarations, t.cancellations
+    rows = conn.execute(select(d.c.id, d.c.created_at, c.c.declaration_id)
+                        .outerjoin(c, c.c.declaration_id == d.c.id)
+                        .where(d.c.status == Status.PUBLISHED.value))
+    return [(key, cancelled is not None)
+            for key, _, cancelled in sorted(rows, key=lambda row: (row[1], row[0]))]
+
+
+def published_ids_from(conn: Connection, prefix: str, limit: int) -> list[str]:
+    """Up to `limit` published ids starting with `prefix`, in id order."""
+    d = t.declarations
+    query = (select(d.c.id).where(d.c.status == Status.PUBLISHED.value, d.c.id >= prefix)
+             .order_by(d.c.id).limit(limit))
+    return [key for key in conn.execute(query).scalars() if key.startswith(prefix)]
+
+
+def replacing_ids(conn: Connection, declaration_id: str) -> list[str]:
+    """The ids of the published declarations replacing `declaration_id`, sorted."""
+    d, r = t.declarations, t.declaration_replaces
+    return sorted(conn.execute(select(r.c.declaration_id)
+                               .join(d, d.c.id == r.c.declaration_id)
+                               .where(r.c.replaces_id == declaration_id,
+                                      d.c.status == Status.PUBLISHED.value)).scalars())
 
 
 STRUCTURE_TOPICS = ("areas.changed", "scheme.changed")

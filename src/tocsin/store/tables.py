@@ -124,7 +124,10 @@ declarations = Table(
     Column("rejected_by", Text, nullable=True),
     Column("rejected_reason", Text, nullable=True),
     Column("cap_sender", Text, nullable=True),
+    Column("ends_at", UTCDateTime, nullable=True),
+    # When a published declaration stops holding (NULL: never), kept by records.settle_ends.
     Index("ix_declarations_scheme_status", "scheme", "status"),
+    Index("ix_declarations_status_ends_at", "status", "ends_at"),
 )
 
 declaration_areas = Table(

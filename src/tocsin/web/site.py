@@ -188,15 +188,15 @@ class Site:
         yield LEVELS_CSS
         yield urls.OPENAPI
         world = self.world
-        published = [d for d in world.declarations.values() if d.is_published]
+        published = world.published_ids()
         schemes = world.used_schemes()
         for lang in (None, *urls.PAGE_LANGUAGES):  # None: the unprefixed, default-language paths
             yield urls.overview(lang)
             yield urls.history(lang)
             for code in world.tree.areas:
                 yield urls.area(lang, code)
-            for d in published:
-                yield urls.declaration(lang, d.id)
+            for declaration_id, _ in published:
+                yield urls.declaration(lang, declaration_id)
             for scheme in schemes:
                 yield urls.map_svg(scheme, lang)
                 for code in world.tree.areas:
@@ -208,16 +208,16 @@ class Site:
         yield urls.api_audit_head()
         for code in world.tree.areas:
             yield urls.api_area(code)
-        for d in published:
-            yield urls.api_declaration(d.id)
+        for declaration_id, _ in published:
+            yield urls.api_declaration(declaration_id)
         for kind in urls.FEED_FORMATS:
             yield urls.feed(kind)
             for code in world.tree.areas:
                 yield urls.area_feed(code, kind)
-        for d in published:
-            yield urls.cap(d.id)
-            if d.cancellation is not None:
-                yield urls.cap_cancel(d.id)
+        for declaration_id, cancelled in published:
+            yield urls.cap(declaration_id)
+            if cancelled:
+                yield urls.cap_cancel(declaration_id)
         yield KEYS_DOCUMENT
 
     # -- rendering --------------------------------------------------------------------------
@@ -306,8 +306,9 @@ class Site:
         found: datetime | None = None
         if kind == "area" and name is not None and name in self.world.tree.areas:
             found = self.world.area_changed(name)
-        elif kind == "declaration" and name in self.world.declarations:
-            found = self.world.declaration_changed(self.world.declarations[name])
+        elif kind == "declaration" and name is not None and (
+                d := self.world.declaration(name)) is not None:
+            found = self.world.declaration_changed(d)
         elif kind == "asset":
             found = self.world.structure_at
         return found or self.modified
@@ -334,8 +335,8 @@ class Site:
                              + ",".join(s.declaration.id for s in effective.sources)
                              + (f"/{beneath}" if beneath else ""))
             return "|".join(parts)
-        if kind == "declaration" and name in world.declarations:
-            d = world.declarations[name]
+        if kind == "declaration" and name is not None and (
+                d := world.declaration(name)) is not None:
             return (f"{world.declaration_changed(d)}|{d.cancellation}|"
                     + ",".join(world.replaced_by(d.id)))
         if kind == "asset":
@@ -474,7 +475,7 @@ class Site:
                 stored = self._stored_cap(stem)
                 if stored is not None:
                     return document(stored, CAP_XML, modified)
-                if stem.endswith("-cancel") and stem not in world.declarations:
+                if stem.endswith("-cancel") and world.declaration(stem) is None:
                     body = feeds.cap_cancel_message(world, stem[:-7], publication)
                 else:
                     body = feeds.cap_message(world, stem, publication)
@@ -499,7 +500,7 @@ class Site:
         """The CAP message made (and signed) at publication, if the store has it."""
         if name in self.cap_documents:
             return self.cap_documents[name]
-        declaration = self.world.declarations.get(name.removesuffix("-cancel"))
+        declaration = self.world.declaration(name.removesuffix("-cancel"))
         if self.cap_loader is None or declaration is None or not declaration.is_published:
             return None
         return self.cap_loader([name]).get(name)

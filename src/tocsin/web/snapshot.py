@@ -1,8 +1,10 @@
 """The read model: an immutable picture of everything public, and how the next one is made.
 
 A snapshot is made from the store when a public change lands (seen through the outbox, the
-log of public changes) and at the next instant some level starts or ends. The next snapshot
-is made from the previous one: only the declarations written since are read, the areas and
+log of public changes) and at the next instant some level starts or ends. The first holds
+only the declarations that may still hold (closed history stays in the store, and is read
+when a question reaches back into it: `service.archive`). The next snapshot is made from
+the previous one: only the declarations written since are read, the areas and
 schemes are shared unless they changed, and every document whose inputs did not change is
 carried over as it was (same bytes, same ETag, same Last-Modified). Nothing renders up
 front: a document renders on its first request, into a bounded cache. Requests only ever
@@ -24,6 +26,7 @@ from tocsin.domain.audit import AuditHead
 from tocsin.domain.errors import TocsinError
 from tocsin.render.feeds import Publication
 from tocsin.service import exports, keys, queries
+from tocsin.service.archive import Archive
 from tocsin.service.queries import World
 from tocsin.store import records
 from tocsin.store.database import reading
@@ -71,6 +74,8 @@ def read_version(engine: Engine) -> StoreState:
 def last_change(world: World, at: datetime, written: datetime) -> datetime:
     """The latest instant at or before `at` when anything public changed."""
     latest = written
+    if world.archive is not None and world.archive.last_end is not None:
+        latest = max(latest, world.archive.last_end)
     for key in world.used_schemes():
         found = world.history(key).last_change_until(at)
         if found is not None and found > latest:
@@ -99,8 +104,11 @@ def build(engine: Engine, now: datetime | None = None, *, prerender: bool = Fals
         delta = (records.public_changes_after(conn, previous.outbox)
                  if previous is not None else None)
         if delta is None:
-            world = queries.world_of(conn, published_only=True)
+            # What may still hold from now on; what ended before is read when asked for.
+            world = queries.world_of(conn, published_only=True, holding_from=at)
             world.structure_at = records.structure_changed_at(conn)
+            world.archive = Archive(engine, at, records.published_schemes(conn),
+                                    records.last_end_by(conn, at))
         else:
             loaded = records.load_declarations(conn, ids=sorted(delta)) if delta else {}
             changed = {k: d for k, d in loaded.items() if d.is_published}

@@ -1,0 +1,187 @@
+"""Closed history: the published declarations that were over before a server read the store.
+
+A server's world holds only the declarations that may still hold when it starts (and what
+happens after), so that start-up and memory do not grow with the years of history behind
+it. Questions that reach back further (an area's past periods, `?at=` an earlier instant, a
+declaration that ended long ago, the history listings) ask the `Archive`, which reads just
+what they need from the store. Nothing over by `until` changes any more, so what it reads is
+kept (bounded) for the life of the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from sqlalchemy import Engine
+
+from tocsin.domain.declaration import Declaration, Status
+from tocsin.store import records
+from tocsin.store.database import reading
+
+KEPT_AREAS = 4_096
+"""Areas whose closed declarations are kept (the countrywide and regional ones are asked for
+by every page beneath them, so they stay)."""
+KEPT_DECLARATIONS = 8_192
+SUGGESTED = 1_000
+"""Ids read to suggest what an unknown id may have meant."""
+KEPT_INSTANTS = 8
+"""Past instants whose holding declarations are kept (`?at=` on the whole tree)."""
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Kept(Generic[K, V]):
+    """A small thread-safe LRU map."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+
+
+class Archive:
+    """The published declarations over by `until`, read from the store on demand."""
+
+    def __init__(self, engine: Engine, until: datetime, schemes: Sequence[str],
+                 last_end: datetime | None) -> None:
+        self.engine = engine
+        self.until = until
+        self.schemes = list(schemes)
+        """Keys of the schemes with a published declaration when the archive was opened."""
+        self.last_end = last_end
+        """When the last declaration over by `until` ended."""
+        self._naming: _Kept[str, dict[str, Declaration]] = _Kept(KEPT_AREAS)
+        self._by_id: _Kept[str, Declaration] = _Kept(KEPT_DECLARATIONS)
+        self._replacers: _Kept[str, list[str]] = _Kept(KEPT_DECLARATIONS)
+        self._holding: _Kept[datetime, dict[str, Declaration]] = _Kept(KEPT_INSTANTS)
+        self._ended: dict[str, datetime | None] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, engine: Engine, until: datetime) -> Archive:
+        with reading(engine) as conn:
+            return cls(engine, until, records.published_schemes(conn),
+                       records.last_end_by(conn, until))
+
+    def naming(self, codes: Iterable[str]) -> dict[str, Declaration]:
+        """The closed declarations naming any of `codes`, with the declarations replacing
+        them (which say when they ended)."""
+        out: dict[str, Declaration] = {}
+        missing = []
+        for code in codes:
+            found = self._naming.get(code)
+            if found is None:
+                missing.append(code)
+            else:
+                out.update(found)
+        if missing:
+            with reading(self.engine) as conn:
+                closed = records.load_declarations(conn, area_codes=missing,
+                                                   ended_by=self.until)
+                replacers = records.load_replacers(conn, list(closed)) if closed else {}
+            for code in missing:
+                own = {k: d for k, d in closed.items() if code in d.areas}
+                own.update({k: r for k, r in replacers.items()
+                            if r.is_published and any(old in own for old in r.replaces)})
+                self._naming.put(code, own)
+                out.update(own)
+        return out
+
+    def declarations(self, ids: Iterable[str]) -> dict[str, Declaration]:
+        """The published declarations among `ids` (any the store has, closed or not)."""
+        out: dict[str, Declaration] = {}
+        missing = []
+        for key in ids:
+            found = self._by_id.get(key)
+            if found is None:
+                missing.append(key)
+            else:
+                out[key] = found
+        if missing:
+            with reading(self.engine) as conn:
+                loaded = records.load_declarations(conn, ids=missing,
+                                                   statuses=[Status.PUBLISHED])
+            for key, d in loaded.items():
+                self._by_id.put(key, d)
+            out.update(loaded)
+        return out
+
+    def replacing(self, declaration_id: str) -> list[str]:
+        """Ids of the published declarations replacing `declaration_id`, sorted."""
+        found = self._replacers.get(declaration_id)
+        if found is None:
+            with reading(self.engine) as conn:
+                found = records.replacing_ids(conn, declaration_id)
+            self._replacers.put(declaration_id, found)
+        return list(found)
+
+    def holding_at(self, at: datetime) -> dict[str, Declaration]:
+        """The published declarations holding at `at` (closed or not), with what replaces
+        them."""
+        found = self._holding.get(at)
+        if found is None:
+            with reading(self.engine) as conn:
+                found = records.load_declarations(conn, holding_at=at)
+            self._holding.put(at, found)
+        return found
+
+    def ended(self, codes: Sequence[str]) -> datetime | None:
+        """When the last closed declaration naming any of `codes` ended."""
+        with self._lock:
+            missing = [c for c in codes if c not in self._ended]
+        if missing:
+            with reading(self.engine) as conn:
+                found = records.closed_ends(conn, missing, self.until)
+            with self._lock:
+                for code in missing:
+                    self._ended[code] = found.get(code)
+        with self._lock:
+            instants = [self._ended[c] for c in codes]
+        return max((i for i in instants if i is not None), default=None)
+
+    def ended_after(self, after: datetime) -> set[str]:
+        """The areas named by a closed declaration that ended after `after`."""
+        if after >= self.until:
+            return set()
+        with reading(self.engine) as conn:
+            codes = records.closed_ends_after(conn, after, self.until)
+        return codes
+
+    def search(self, *, scheme: str | None, codes: Sequence[str] | None,
+               since: datetime | None, until: datetime | None) -> dict[str, Declaration]:
+        """Published declarations of `scheme` naming any of `codes`, taking effect in
+        [since, until) (each filter only if given), from the whole store."""
+        with reading(self.engine) as conn:
+            return records.load_declarations(
+                conn, statuses=[Status.PUBLISHED], scheme=scheme, area_codes=codes,
+                effective_from=since, effective_until=until)
+
+    def ids_like(self, prefix: str) -> list[str]:
+        """Up to SUGGESTED published ids starting with `prefix`."""
+        with reading(self.engine) as conn:
+            return records.published_ids_from(conn, prefix, SUGGESTED)
+
+    def published_ids(self) -> list[tuple[str, bool]]:
+        """Every published declaration's id, and whether it was cancelled."""
+        with reading(self.engine) as conn:
+            return records.published_ids(conn)
