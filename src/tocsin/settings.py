@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from tocsin.domain.errors import InvalidInput
@@ -91,8 +92,42 @@ MAIL_FROM = Setting(
     "The From address of tocsin's e-mail, and the contact browser push services are given "
     "(VAPID), e.g. alerts@example.kz.",
 )
+KEEP_DELIVERY_ATTEMPTS = Setting(
+    "TOCSIN_KEEP_DELIVERY_ATTEMPTS",
+    lambda: "90",
+    "Days the log of each delivery attempt (when, by which worker, the answer) is kept; "
+    "'never' (or 0) keeps it forever. Attempts of deliveries still queued are always kept.",
+)
+KEEP_DELIVERIES = Setting(
+    "TOCSIN_KEEP_DELIVERIES",
+    lambda: "365",
+    "Days a settled delivery (delivered, dead or dropped) is kept after its last attempt, "
+    "and can be shown or replayed; 'never' (or 0) keeps them forever.",
+)
+KEEP_EVENTS = Setting(
+    "TOCSIN_KEEP_EVENTS",
+    lambda: "365",
+    "Days an outbox event is kept once it is fanned out and no kept delivery needs it; "
+    "'never' (or 0) keeps them forever. The newest event, and the newest change of areas "
+    "and of schemes, are always kept. The audit log is never pruned.",
+)
 ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, ALLOW_PRIVATE_TARGETS, RATE_LIMIT,
-       KEYS_DIR, SOURCES, SMTP_URL, MAIL_FROM)
+       KEYS_DIR, SOURCES, SMTP_URL, MAIL_FROM, KEEP_DELIVERY_ATTEMPTS, KEEP_DELIVERIES,
+       KEEP_EVENTS)
+
+
+def _default_keep(setting: Setting) -> Callable[[], timedelta | None]:
+    return lambda: keep_days(setting.name, setting.default(), setting.default())
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the notification bookkeeping is kept; None: forever. See tocsin prune."""
+
+    delivery_attempts: timedelta | None = field(
+        default_factory=_default_keep(KEEP_DELIVERY_ATTEMPTS))
+    deliveries: timedelta | None = field(default_factory=_default_keep(KEEP_DELIVERIES))
+    events: timedelta | None = field(default_factory=_default_keep(KEEP_EVENTS))
 
 
 @dataclass(frozen=True)
@@ -108,6 +143,7 @@ class Settings:
     """The sources file for 'tocsin ingest'; empty: none."""
     smtp_url: str = ""
     mail_from: str = "tocsin@localhost"
+    retention: Retention = field(default_factory=Retention)
 
     @property
     def push_contact(self) -> str:
@@ -151,11 +187,32 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
                            "or smtps://",
                            "use smtp://HOST:PORT, smtp+starttls://USER:PASSWORD@HOST:587 "
                            "or smtps://USER:PASSWORD@HOST:465")
+    retention = Retention(*(keep_days(s.name, get(s), s.default())
+                            for s in (KEEP_DELIVERY_ATTEMPTS, KEEP_DELIVERIES, KEEP_EVENTS)))
     return Settings(database_url=url, smtp_url=smtp_url, mail_from=mail_from,
+                    retention=retention,
                     sender=get(SENDER), cap_sender=cap_sender,
                     public_url=public_url, allow_private_targets=private == "1",
                     rate_limit=int(rate), keys_dir=str(Path(get(KEYS_DIR)).expanduser()),
                     sources=str(Path(get(SOURCES)).expanduser()) if get(SOURCES) else "")
+
+
+LONGEST_KEEP = 36_500
+"""Days: a hundred years. Longer is 'never' in all but name, and would overflow dates."""
+
+
+def keep_days(name: str, value: str, example: str) -> timedelta | None:
+    """A retention in whole days; None (keep forever) for 'never' or 0. InvalidInput names
+    `name` (a variable or a flag) and the bad value."""
+    text = value.strip().lower()
+    if text == "never":
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) > LONGEST_KEEP:
+        raise InvalidInput(f"{name}={value!r} is not a number of days",
+                           f"give whole days from 1 to {LONGEST_KEEP}, e.g. {example}, "
+                           "or 'never' (or 0) to keep them forever")
+    days = int(text)
+    return timedelta(days=days) if days else None
 
 
 def normalise_database_url(url: str) -> str:

@@ -20,6 +20,7 @@ from tocsin.cli.ingest import ingest
 from tocsin.cli.keys import app as keys_app
 from tocsin.cli.notify import deliveries_app, serve_worker, subscriptions_app, worker
 from tocsin.cli.people import tokens_app, users_app
+from tocsin.cli.prune import prune
 from tocsin.cli.schemes import app as schemes_app
 from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
 from tocsin.domain.errors import InvalidInput
@@ -366,6 +367,7 @@ def serve(
 
 
 app.command("worker")(worker)
+app.command("prune")(prune)
 
 
 @app.command()

@@ -37,7 +37,7 @@ from tocsin.domain.text import pick
 from tocsin.notify.webhook import WebhookSender
 from tocsin.notify.websub import FeedSource, WebSubSender
 from tocsin.render import urls
-from tocsin.service import deliveries, keys, levels, subscriptions
+from tocsin.service import deliveries, keys, levels, retention, subscriptions
 from tocsin.service.deliveries import Claimed, Result
 from tocsin.service.queries import World, world_of
 from tocsin.store import changes as store_changes
@@ -82,6 +82,11 @@ class Tuning:
     """Attempts in flight at once to one endpoint (scheme, host and port)."""
     timeout: float = 10.0
     lease: timedelta = field(default_factory=lambda: deliveries.LEASE)
+    prune_first: float = 300.0
+    """Seconds after start before the first prune (settings.Retention; tocsin prune): a
+    worker restarted often still prunes, and a short-lived one never does."""
+    prune_every: float = 3600.0
+    """Seconds between prunes; each costs about what it deletes."""
 
 
 def make_senders(engine: Engine, config: settings.Settings, tuning: Tuning,
@@ -133,6 +138,7 @@ class Worker:
         self._running = False
         self._stop = asyncio.Event()
         """Set when the worker should stop: no more claims, attempts get STOP_GRACE."""
+        self._next_prune = time.monotonic() + self.tuning.prune_first
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; then finish or give back what is in hand, and return."""
@@ -144,6 +150,7 @@ class Worker:
             while not stop.is_set():
                 try:
                     busy = await self._round()
+                    await self._prune_when_due()
                     wait = 0.0 if busy else await asyncio.to_thread(self._idle_wait,
                                                                     IDLE_LOOK)
                 except Exception:  # e.g. the database is restarting: keep trying
@@ -194,6 +201,22 @@ class Worker:
             steps += 1
             chunk = self.tuning.chunk
         return steps
+
+    async def _prune_when_due(self) -> None:
+        """Prune the notification bookkeeping once every `prune_every` seconds (an idle
+        worker still looks every IDLE_LOOK); a failure is logged and tried at the next turn."""
+        if time.monotonic() < self._next_prune or self._stop.is_set():
+            return
+        self._next_prune = time.monotonic() + self.tuning.prune_every
+        try:
+            pruned = await asyncio.to_thread(retention.prune, self.engine, now=self.clock(),
+                                             keep=self.config.retention)
+        except Exception:
+            log.exception("pruning old deliveries and events failed; trying again later")
+            return
+        if any(pruned.as_json().values()):
+            log.info("pruned %s", ", ".join(f"{n} {table}"
+                                            for table, n in pruned.as_json().items()))
 
     def _idle_wait(self, poll: float) -> float:
         now = self.clock()
