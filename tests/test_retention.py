@@ -8,6 +8,8 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -210,39 +212,67 @@ def test_never_keeps_everything(engine: Engine) -> None:
     assert dump(engine) == before
 
 
-def test_the_worker_prunes_by_itself(engine: Engine, tmp_path: Path) -> None:
-    history(engine)
-    expected = retention.prune(engine, now=NOW, keep=KEEP, dry_run=True)
-    config = settings.Settings(database_url=str(engine.url), sender="t",
-                               keys_dir=str(tmp_path / "keys"), retention=KEEP)
-    worker = Worker(engine, config, senders={}, clock=lambda: NOW,
-                    tuning=Tuning(prune_first=0.0, prune_every=3600.0))
+@contextmanager
+def running(worker: Worker) -> Iterator[None]:
+    """The worker's loop (`tocsin worker`) in a thread until the block ends."""
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(stop),),
                               daemon=True)
-    outbox_before = len(ids(engine, t.outbox))
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while (len(ids(engine, t.outbox)) > outbox_before - expected.outbox
-               and time.monotonic() < deadline):
-            time.sleep(0.05)
+        yield
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         loop.close()
-    assert len(ids(engine, t.outbox)) == outbox_before - expected.outbox
 
 
-def test_a_worker_started_a_moment_ago_has_not_pruned(engine: Engine, tmp_path: Path) -> None:
-    history(engine)
-    before = ids(engine, t.outbox)
+def worker_of(engine: Engine, tmp_path: Path, tuning: Tuning) -> Worker:
     config = settings.Settings(database_url=str(engine.url), sender="t",
                                keys_dir=str(tmp_path / "keys"), retention=KEEP)
-    asyncio.run(Worker(engine, config, senders={}, clock=lambda: NOW).once())
-    assert ids(engine, t.outbox) == before
-    assert Tuning().prune_first > 0 and Tuning().prune_every == 3600
+    return Worker(engine, config, senders={}, clock=lambda: NOW, tuning=tuning)
+
+
+def test_the_worker_prunes_by_itself(engine: Engine, tmp_path: Path) -> None:
+    history(engine)
+    expected = retention.prune(engine, now=NOW, keep=KEEP, dry_run=True)
+    outbox_before = len(ids(engine, t.outbox))
+    with running(worker_of(engine, tmp_path, Tuning(prune_first=0.0))):
+        deadline = time.monotonic() + 10
+        while (len(ids(engine, t.outbox)) > outbox_before - expected.outbox
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+    assert len(ids(engine, t.outbox)) == outbox_before - expected.outbox
+    assert retention.prune(engine, now=NOW, keep=KEEP, dry_run=True) == retention.Pruned()
+
+
+PRUNED = ("outbox", "deliveries", "delivery_attempts")
+
+
+def test_a_worker_just_started_has_not_pruned(engine: Engine, tmp_path: Path) -> None:
+    """The first prune waits a few minutes: a worker that lives a moment never prunes."""
+    history(engine)
+    before = dump(engine)
+    with running(worker_of(engine, tmp_path, Tuning())):
+        time.sleep(0.5)
+    assert {k: v for k, v in dump(engine).items() if k in PRUNED} == {
+        k: v for k, v in before.items() if k in PRUNED}
+    assert Tuning().prune_first >= 60 and Tuning().prune_every == 3600
+
+
+def test_a_halted_prune_begins_no_further_batch(engine: Engine) -> None:
+    """A stopping worker's prune stops after the batch in hand; what it did is kept."""
+    history(engine)
+    asked = []
+
+    def halt() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # one batch, then stop
+
+    pruned = retention.prune(engine, now=NOW, keep=KEEP, batch=1, halt=halt)
+    assert pruned == retention.Pruned(delivery_attempts=1)
+    assert retention.prune(engine, now=NOW, keep=KEEP, batch=1, dry_run=True).outbox > 0
 
 
 # --- settings and the command line -------------------------------------------------------------

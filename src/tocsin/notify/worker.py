@@ -139,6 +139,7 @@ class Worker:
         self._stop = asyncio.Event()
         """Set when the worker should stop: no more claims, attempts get STOP_GRACE."""
         self._next_prune = time.monotonic() + self.tuning.prune_first
+        self._pruning: asyncio.Future[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; then finish or give back what is in hand, and return."""
@@ -150,7 +151,7 @@ class Worker:
             while not stop.is_set():
                 try:
                     busy = await self._round()
-                    await self._prune_when_due()
+                    self._prune_when_due()
                     wait = 0.0 if busy else await asyncio.to_thread(self._idle_wait,
                                                                     IDLE_LOOK)
                 except Exception:  # e.g. the database is restarting: keep trying
@@ -165,6 +166,8 @@ class Worker:
                     waiter.cancel()
         finally:
             changes.close()
+            if self._pruning is not None:  # it stops after the batch in hand
+                await self._pruning
             self._running = False
             for sender in self.senders.values():
                 await sender.close()
@@ -202,15 +205,23 @@ class Worker:
             chunk = self.tuning.chunk
         return steps
 
-    async def _prune_when_due(self) -> None:
-        """Prune the notification bookkeeping once every `prune_every` seconds (an idle
-        worker still looks every IDLE_LOOK); a failure is logged and tried at the next turn."""
-        if time.monotonic() < self._next_prune or self._stop.is_set():
+    def _prune_when_due(self) -> None:
+        """Start pruning the notification bookkeeping once every `prune_every` seconds (an
+        idle worker still looks every IDLE_LOOK). It runs beside the rounds, so that a long
+        first prune of a large database never holds up a delivery."""
+        if (time.monotonic() < self._next_prune or self._stop.is_set()
+                or (self._pruning is not None and not self._pruning.done())):
             return
         self._next_prune = time.monotonic() + self.tuning.prune_every
+        self._pruning = asyncio.ensure_future(self._prune())
+
+    async def _prune(self) -> None:
+        """One prune; stops between batches once the worker is told to stop. A failure is
+        logged and tried again at the next turn."""
         try:
             pruned = await asyncio.to_thread(retention.prune, self.engine, now=self.clock(),
-                                             keep=self.config.retention)
+                                             keep=self.config.retention,
+                                             halt=self._stop.is_set)
         except Exception:
             log.exception("pruning old deliveries and events failed; trying again later")
             return

@@ -68,34 +68,36 @@ class _DryRun(Exception):
 
 
 def prune(engine: Engine, *, now: datetime, keep: Retention, batch: int = BATCH,
-          dry_run: bool = False) -> Pruned:
+          dry_run: bool = False, halt: Callable[[], bool] = lambda: False) -> Pruned:
     """Delete what `keep` lets go as of `now` (see the module doc); returns how many rows of
     each table. A dry run does the same in one transaction and rolls it back, so its counts
-    are exact (on SQLite it holds the write lock meanwhile)."""
+    are exact (on SQLite it holds the write lock meanwhile). Once `halt()` is true, no
+    further batch is begun (a stopping worker)."""
     check_current(engine)
     if batch < 1:
         raise InvalidInput(f"batch {batch} is not a positive number", "give e.g. 1000")
     if not dry_run:
-        return _prune(lambda: queueing(engine), now, keep, batch)
+        return _prune(lambda: queueing(engine), now, keep, batch, halt)
     try:
         with queueing(engine) as conn:
             @contextmanager
             def same() -> Iterator[Connection]:
                 yield conn
-            raise _DryRun(_prune(same, now, keep, batch))
+            raise _DryRun(_prune(same, now, keep, batch, halt))
     except _DryRun as done:  # leaving the block by an exception rolls the deletions back
         return done.pruned
 
 
-def _prune(tx: Transaction, now: datetime, keep: Retention, batch: int) -> Pruned:
+def _prune(tx: Transaction, now: datetime, keep: Retention, batch: int,
+           halt: Callable[[], bool]) -> Pruned:
     attempts = deliveries = events = 0
     if keep.delivery_attempts is not None:
-        attempts = _attempts(tx, now - keep.delivery_attempts, batch)
+        attempts = _attempts(tx, now - keep.delivery_attempts, batch, halt)
     if keep.deliveries is not None:
-        deliveries, with_them = _deliveries(tx, now - keep.deliveries, batch)
+        deliveries, with_them = _deliveries(tx, now - keep.deliveries, batch, halt)
         attempts += with_them
     if keep.events is not None:
-        events = _events(tx, now - keep.events, batch)
+        events = _events(tx, now - keep.events, batch, halt)
     return Pruned(attempts, deliveries, events)
 
 
@@ -104,13 +106,14 @@ def _newest(tx: Transaction, column: Column[Any]) -> int:
         return int(conn.execute(select(func.max(column))).scalar() or 0)
 
 
-def _attempts(tx: Transaction, cutoff: datetime, batch: int) -> int:
+def _attempts(tx: Transaction, cutoff: datetime, batch: int, halt: Callable[[], bool]
+              ) -> int:
     """Attempts older than `cutoff`, except those of deliveries still queued or in flight."""
     a, d = t.delivery_attempts, t.deliveries
     newest = _newest(tx, a.c.id)
     queued = exists().where(d.c.id == a.c.delivery_id, d.c.status.in_(UNSETTLED))
     deleted, after = 0, 0
-    while True:
+    while not halt():
         with tx() as conn:
             rows = list(conn.execute(select(a.c.id, a.c.at).where(a.c.id > after)
                                      .order_by(a.c.id).limit(batch)))
@@ -119,11 +122,13 @@ def _attempts(tx: Transaction, cutoff: datetime, batch: int) -> int:
                 deleted += conn.execute(delete(a).where(
                     a.c.id.in_(old), a.c.at < cutoff, ~queued)).rowcount
         if len(rows) < batch or not any(r.at < cutoff for r in rows):
-            return deleted
+            break
         after = rows[-1].id
+    return deleted
 
 
-def _deliveries(tx: Transaction, cutoff: datetime, batch: int) -> tuple[int, int]:
+def _deliveries(tx: Transaction, cutoff: datetime, batch: int, halt: Callable[[], bool]
+                ) -> tuple[int, int]:
     """Settled deliveries whose last activity is before `cutoff`, with their attempts;
     returns (deliveries, attempts) deleted. Found through the queue's index (status,
     next_attempt_at); a replay sets next_attempt_at to its time, so a replayed delivery is
@@ -136,7 +141,7 @@ def _deliveries(tx: Transaction, cutoff: datetime, batch: int) -> tuple[int, int
         ~exists().where(a.c.delivery_id == d.c.id, a.c.at >= cutoff),
         d.c.id != newest).limit(batch)
     deliveries = attempts = gone = 0
-    while True:
+    while not halt():
         with tx() as conn:
             query = old
             if conn.dialect.name == "postgresql":  # a replay of one waits, or is skipped here
@@ -147,10 +152,12 @@ def _deliveries(tx: Transaction, cutoff: datetime, batch: int) -> tuple[int, int
                 gone = conn.execute(delete(d).where(d.c.id.in_(ids))).rowcount
                 deliveries += gone
         if len(ids) < batch or not gone:
-            return deliveries, attempts
+            break
+    return deliveries, attempts
 
 
-def _events(tx: Transaction, cutoff: datetime, batch: int) -> int:
+def _events(tx: Transaction, cutoff: datetime, batch: int, halt: Callable[[], bool]
+            ) -> int:
     """Outbox events created and fanned out before `cutoff` that no delivery points at,
     except the newest event and the newest of each structure topic."""
     o, d = t.outbox, t.deliveries
@@ -164,7 +171,7 @@ def _events(tx: Transaction, cutoff: datetime, batch: int) -> int:
             exists().where(later.c.topic == o.c.topic, later.c.id > o.c.id)),
     ]
     deleted, after = 0, 0
-    while True:
+    while not halt():
         with tx() as conn:
             rows = list(conn.execute(select(o.c.id, o.c.created_at).where(o.c.id > after)
                                      .order_by(o.c.id).limit(batch)))
@@ -172,5 +179,6 @@ def _events(tx: Transaction, cutoff: datetime, batch: int) -> int:
             if old:
                 deleted += conn.execute(delete(o).where(o.c.id.in_(old), *deletable)).rowcount
         if len(rows) < batch or not any(r.created_at < cutoff for r in rows):
-            return deleted
+            break
         after = rows[-1].id
+    return deleted
