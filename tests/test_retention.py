@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
+from tests.conftest import SET_UP_AT
 from tests.helpers import dump, request, utc
 from typer.testing import CliRunner
 
@@ -150,6 +151,25 @@ def test_an_event_not_yet_fanned_out_is_kept(engine: Engine) -> None:
         conn.execute(update(t.outbox).where(t.outbox.c.id == first).values(fanned_out_at=None))
     retention.prune(engine, now=NOW, keep=KEEP)
     assert first in ids(engine, t.outbox)
+
+
+def test_the_structure_keeps_its_date_when_ids_and_times_disagree(engine: Engine) -> None:
+    """An areas change written later but dated earlier (an import given an earlier time):
+    the newest by id and the newest by time both stay."""
+    history(engine)
+    with writing(engine) as conn:
+        conn.execute(insert(t.outbox).values(
+            created_at=SET_UP_AT - timedelta(days=30), topic="areas.changed",
+            payload={"created": [], "updated": ["KZ-75"]}, audit_seq=1,
+            fanned_out_at=SET_UP_AT))
+        conn.execute(insert(t.outbox).values(
+            created_at=NOW, topic="declaration.published", payload={"id": "x"}, audit_seq=1,
+            fanned_out_at=NOW))
+    before = read_model(engine)
+    retention.prune(engine, now=NOW, keep=KEEP)
+    assert read_model(engine) == before
+    kept = [i for i, topic in topics(engine) if topic == "areas.changed"]
+    assert len(kept) == 2
 
 
 def test_ids_never_go_backwards_after_a_prune(engine: Engine) -> None:

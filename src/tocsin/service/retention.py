@@ -167,8 +167,11 @@ def _events(tx: Transaction, cutoff: datetime, batch: int, halt: Callable[[], bo
         o.c.created_at < cutoff, o.c.fanned_out_at.is_not(None), o.c.fanned_out_at < cutoff,
         o.c.id != newest,
         ~exists().where(d.c.event_id == o.c.id),
+        # Of areas and schemes changes, those with a later one no older keep neither the
+        # newest id nor the newest time of their topic.
         or_(o.c.topic.not_in(STRUCTURE_TOPICS),
-            exists().where(later.c.topic == o.c.topic, later.c.id > o.c.id)),
+            exists().where(later.c.topic == o.c.topic, later.c.id > o.c.id,
+                           later.c.created_at >= o.c.created_at)),
     ]
     deleted, after = 0, 0
     while not halt():
