@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -111,9 +112,20 @@ KEEP_EVENTS = Setting(
     "'never' (or 0) keeps them forever. The newest event, and the newest change of areas "
     "and of schemes, are always kept. The audit log is never pruned.",
 )
+TRUSTED_PROXIES = Setting(
+    "TOCSIN_TRUSTED_PROXIES",
+    lambda: "",
+    "The reverse proxies in front of tocsin, as addresses or CIDR networks separated by "
+    "commas, e.g. 127.0.0.1, ::1, 10.0.0.0/8. Only a request from one of them is believed "
+    "about the client's address and scheme (Forwarded, X-Forwarded-For, X-Forwarded-Proto); "
+    "from anyone else these headers are ignored. Empty (the default): no proxy is trusted, "
+    "and rate limits count the address that connected.",
+)
 ALL = (DATABASE_URL, SENDER, CAP_SENDER, PUBLIC_URL, ALLOW_PRIVATE_TARGETS, RATE_LIMIT,
        KEYS_DIR, SOURCES, SMTP_URL, MAIL_FROM, KEEP_DELIVERY_ATTEMPTS, KEEP_DELIVERIES,
-       KEEP_EVENTS)
+       KEEP_EVENTS, TRUSTED_PROXIES)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _default_keep(setting: Setting) -> Callable[[], timedelta | None]:
@@ -143,6 +155,8 @@ class Settings:
     """The sources file for 'tocsin ingest'; empty: none."""
     smtp_url: str = ""
     mail_from: str = "tocsin@localhost"
+    trusted_proxies: tuple[Network, ...] = ()
+    """The reverse proxies whose forwarding headers are believed; empty: none."""
     retention: Retention = field(default_factory=Retention)
 
     @property
@@ -190,6 +204,7 @@ def read(env: Mapping[str, str] | None = None) -> Settings:
     retention = Retention(*(keep_days(s.name, get(s), s.default())
                             for s in (KEEP_DELIVERY_ATTEMPTS, KEEP_DELIVERIES, KEEP_EVENTS)))
     return Settings(database_url=url, smtp_url=smtp_url, mail_from=mail_from,
+                    trusted_proxies=parse_networks(source.get(TRUSTED_PROXIES.name, "")),
                     retention=retention,
                     sender=get(SENDER), cap_sender=cap_sender,
                     public_url=public_url, allow_private_targets=private == "1",
@@ -213,6 +228,26 @@ def keep_days(name: str, value: str, example: str) -> timedelta | None:
                            "or 'never' (or 0) to keep them forever")
     days = int(text)
     return timedelta(days=days) if days else None
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """TOCSIN_TRUSTED_PROXIES as networks: addresses or CIDR networks, separated by commas
+    or spaces; InvalidInput names the item that is neither."""
+    networks = []
+    for item in value.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as error:
+            if "host bits set" in str(error):
+                fixed = ipaddress.ip_network(item, strict=False)
+                raise InvalidInput(f"{TRUSTED_PROXIES.name}: {item!r} has host bits set",
+                                   f"write the network, {fixed}, or one address without "
+                                   "a prefix length") from None
+            raise InvalidInput(f"{TRUSTED_PROXIES.name}: {item!r} is not an IP address or "
+                               "CIDR network",
+                               "give the proxies' addresses or networks separated by "
+                               "commas, e.g. 127.0.0.1, ::1, 10.0.0.0/8") from None
+    return tuple(networks)
 
 
 def normalise_database_url(url: str) -> str:

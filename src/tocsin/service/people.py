@@ -352,8 +352,14 @@ class Session:
     """The cookie value; only known when the session is made."""
 
 
-def login(engine: Engine, name: str, password: str, *, now: datetime) -> Session:
-    """Check a password and open a session; repeated failures lock the account a while."""
+def login(engine: Engine, name: str, password: str, *, now: datetime,
+          lock_applies: bool = True) -> Session:
+    """Check a password and open a session; repeated failures lock the account a while.
+
+    The lock refuses (RateLimited) only a caller for whom it `lock_applies`: the web passes
+    False for a client that has not failed on this name, so that a lock never keeps out the
+    user herself. A refusal costs the same work as a check and names nobody; callers that
+    must not reveal which names exist answer it as they answer a wrong password."""
     check_current(engine)
     with reading(engine) as conn:
         found = people.load_user(conn, name.strip())
@@ -361,9 +367,10 @@ def login(engine: Engine, name: str, password: str, *, now: datetime) -> Session
         _verify(_dummy_hash(), password)  # same work whether or not the user exists
         raise WRONG
     user, password_hash = found
-    if user.locked_until is not None and user.locked_until > now:
+    if lock_applies and user.locked_until is not None and user.locked_until > now:
+        _verify(password_hash, password)  # same work whether or not the account is locked
         wait = int((user.locked_until - now).total_seconds()) + 1
-        raise RateLimited(f"too many failed sign-ins for {user.name!r}",
+        raise RateLimited("too many failed sign-ins for this account",
                           f"try again in {wait} seconds", retry_after=wait)
     if not _verify(password_hash, password):
         failures = user.failed_logins + 1

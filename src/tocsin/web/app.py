@@ -26,7 +26,7 @@ from tocsin.render.errors import error_body, status_of
 from tocsin.store.database import connect
 from tocsin.web import authority, console, subscribe, subscriptions_api, websub
 from tocsin.web.documents import HTML, JSON, Document, document
-from tocsin.web.guard import SECURITY_HEADERS, Limiter
+from tocsin.web.guard import SECURITY_HEADERS, Limiter, Network, Proxies, SignIns
 from tocsin.web.live import Holder
 from tocsin.web.site import negotiate, query_language
 
@@ -57,9 +57,11 @@ class TocsinApp:
 
     def __init__(self, holder: Holder, private: Callable[[Scope, Receive, Send],
                                                          Awaitable[None]] | None = None,
-                 *, process_header: bool = False) -> None:
+                 *, process_header: bool = False, proxies: Proxies | None = None) -> None:
         self.holder = holder
         self.private = private
+        self.proxies = proxies or Proxies(())
+        """Whose forwarding headers the private app believes (the public one needs none)."""
         self.process_header = process_header
         """Tests only: name the answering process, to tell a server's workers apart."""
 
@@ -73,7 +75,7 @@ class TocsinApp:
             send = _with_process(send)
         path: str = scope["path"]
         if self.private is not None and is_private(path):
-            await self.private(scope, receive, _secured(send))
+            await self.private(self.proxies.resolve(scope), receive, _secured(send))
             return
         if scope["method"] == "OPTIONS":  # CORS preflight: any origin may read
             await send({"type": "http.response.start", "status": 204, "headers": [
@@ -244,21 +246,28 @@ def _json_error(status: int, message: str, fix: str | None) -> Document:
 
 
 def create_app(engine: Engine, *, rate_limit: int | None = None,
+               trusted_proxies: tuple[Network, ...] | None = None,
                process_header: bool = False) -> TocsinApp:
     """The application for one database; builds the first snapshot before returning.
+    Unless given, the rate limit and the trusted proxies come from the environment.
     With `process_header`, every answer says which process gave it (X-Tocsin-Process)."""
-    per_minute = rate_limit or settings.read().rate_limit
+    configured = settings.read() if rate_limit is None or trusted_proxies is None else None
+    per_minute = rate_limit or (configured.rate_limit if configured else 300)
+    if trusted_proxies is None:
+        trusted_proxies = configured.trusted_proxies if configured else ()
     limiter = Limiter(per_minute=per_minute, burst=max(10, per_minute // 5))
+    signins = SignIns(limiter)  # shared: a password reset by either door lifts the back-off
     holder = Holder(engine)
     hub = websub.Hub(engine, holder)
     private = Starlette(
-        routes=[*authority.routes(authority.AuthorityApi(engine, limiter)),
+        routes=[*authority.routes(authority.AuthorityApi(engine, limiter, signins)),
                 *subscriptions_api.routes(engine, limiter),
                 *subscribe.routes(engine, limiter),
-                *console.routes(engine, limiter),
+                *console.routes(engine, limiter, signins),
                 Route(websub.HUB_PATH, hub.endpoint, methods=["POST"])],
         exception_handlers={404: authority.not_found, 405: authority.not_found})
-    return TocsinApp(holder, private, process_header=process_header)
+    return TocsinApp(holder, private, process_header=process_header,
+                     proxies=Proxies(trusted_proxies))
 
 
 def app_from_environment() -> TocsinApp:

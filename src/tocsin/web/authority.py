@@ -26,7 +26,7 @@ from tocsin.render.data import audit_entry_json, declaration_json, verdict_json
 from tocsin.render.errors import Refusal, error_body, status_of
 from tocsin.render.query import ParamKind, parse_query
 from tocsin.service import authority, people, queries
-from tocsin.web.guard import MAX_BODY, PRIVATE_HEADERS, Limiter
+from tocsin.web.guard import MAX_BODY, PRIVATE_HEADERS, Limiter, SignIns
 
 PREFIX = "/api/v1/authority"
 T = TypeVar("T")
@@ -91,9 +91,10 @@ async def json_body(request: Request) -> Document:
 
 
 class AuthorityApi:
-    def __init__(self, engine: Engine, limiter: Limiter) -> None:
+    def __init__(self, engine: Engine, limiter: Limiter, signins: SignIns | None = None) -> None:
         self.engine = engine
         self.limiter = limiter
+        self.signins = signins or SignIns(limiter)
         self.sender = settings.read().sender
         self.public_url = settings.read().public_url
 
@@ -253,6 +254,7 @@ class AuthorityApi:
         except Unauthenticated:
             self.limiter.failed(key, now())
             raise
+        self.signins.forget(user.name)
         return answer(user_json(user))
 
     async def tokens(self, request: Request) -> Response:

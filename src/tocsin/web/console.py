@@ -24,7 +24,7 @@ from tocsin import settings
 from tocsin.domain import access
 from tocsin.domain.access import Principal, Scope, parse_roles, parse_scopes
 from tocsin.domain.declaration import Declaration, Status
-from tocsin.domain.errors import InvalidInput, TocsinError, Unauthenticated
+from tocsin.domain.errors import InvalidInput, RateLimited, TocsinError, Unauthenticated
 from tocsin.domain.times import iso, parse_duration
 from tocsin.ingest.declarations import parse_declaration
 from tocsin.ingest.document import Document
@@ -38,7 +38,7 @@ from tocsin.service import authority, people, queries
 from tocsin.service.queries import World
 from tocsin.web import console_forms as forms
 from tocsin.web.authority import client_key, grouped, now, read_body
-from tocsin.web.guard import PRIVATE_HEADERS, Limiter
+from tocsin.web.guard import PRIVATE_HEADERS, Limiter, SignIns
 from tocsin.web.site import negotiate
 
 SESSION_COOKIE = "tocsin_session"
@@ -52,9 +52,10 @@ class SignIn(Exception):
 
 
 class Console:
-    def __init__(self, engine: Engine, limiter: Limiter) -> None:
+    def __init__(self, engine: Engine, limiter: Limiter, signins: SignIns | None = None) -> None:
         self.engine = engine
         self.limiter = limiter
+        self.signins = signins or SignIns(limiter)
         self.sender = settings.read().sender
         self.cap_sender = settings.read().cap_sender
         self.public_url = settings.read().public_url
@@ -154,12 +155,19 @@ class Console:
         key = client_key(request)
         fields = await self.form(request, request.cookies.get(CSRF_COOKIE, ""))
         name, password = forms.one(fields, "name"), forms.one(fields, "password")
-        try:  # form() has counted the request and checked the client's lockout
-            made = await self.run(people.login, self.engine, name, password, now=now())
+        # form() has counted the request and checked the client's lock-out; this checks the
+        # client's back-off on this name, alike for every name, user or not.
+        self.signins.check(key, name, now())
+        try:
+            made = await self.run(people.login, self.engine, name, password, now=now(),
+                                  lock_applies=self.signins.lock_applies(key, name))
         except Unauthenticated as error:
-            self.limiter.failed(key, now())
+            self.signins.failed(key, name, now())
             return await self.login_form(request, error.message, 401)
-        self.limiter.succeeded(key)
+        except RateLimited:  # a locked account answers as an unknown name does
+            self.signins.failed(key, name, now())
+            return await self.login_form(request, people.WRONG.message, 401)
+        self.signins.succeeded(key, name)
         response = self.redirect(request, _next(forms.one(fields, "next")))
         self._cookie(request, response, SESSION_COOKIE, made.token,
                      max_age=int(people.SESSION_LIFETIME.total_seconds()))
@@ -372,13 +380,15 @@ class Console:
         try:
             if password != forms.one(fields, "password_again"):
                 raise InvalidInput("the two passwords differ", "type the same password twice")
-            await self.run(people.reset_password, self.engine, token, password, now=now())
+            user = await self.run(people.reset_password, self.engine, token, password,
+                                  now=now())
         except Unauthenticated as error:
             self.limiter.failed(key, now())
             return await self.reset_form(request, error.message, 401, token)
         except InvalidInput as error:
             return await self.reset_form(request, f"{error.message} ({error.fix})",
                                          400, token)
+        self.signins.forget(user.name)
         return self.redirect(request, f"{CONSOLE}/login")
 
     async def user_post(self, request: Request) -> Response:
@@ -446,8 +456,8 @@ def texts_of(lang: str) -> Any:
 
 
 def _https(request: Request) -> bool:
-    return (request.url.scheme == "https"
-            or request.headers.get("x-forwarded-proto", "").lower() == "https")
+    """The scheme the browser used: behind a trusted proxy, the one it forwarded."""
+    return request.url.scheme == "https"
 
 
 def _origin(request: Request) -> str:
@@ -504,8 +514,8 @@ def _guarded(console: Console, endpoint: Callable[..., Any]) -> Callable[[Reques
     return run
 
 
-def routes(engine: Engine, limiter: Limiter) -> list[Route]:
-    c = Console(engine, limiter)
+def routes(engine: Engine, limiter: Limiter, signins: SignIns | None = None) -> list[Route]:
+    c = Console(engine, limiter, signins)
     table: list[tuple[str, Callable[..., Any], list[str]]] = [
         (CONSOLE, c.desk, ["GET"]),
         (f"{CONSOLE}/login", c.login_form, ["GET"]),

@@ -1,16 +1,21 @@
-"""Hardening shared by every door: security headers, request size and rate limits, back-off.
+"""Hardening shared by every door: security headers, request size and rate limits, back-off,
+and who the client is behind a reverse proxy.
 
-Limits are kept per process; each worker of `tocsin serve --workers N` counts on its own, and
-accounts lock in the database, so a password is never guessed faster by spreading attempts.
+Limits are kept per process: each worker of `tocsin serve --workers N`, and each machine,
+counts on its own, so N processes allow a client N times the rate and the failures. Accounts
+lock in the database, for every process at once (see `people.login`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tocsin.domain.access import FREE_FAILURES, lockout
 from tocsin.domain.errors import RateLimited
@@ -104,8 +109,184 @@ class Limiter:
             state.failures = 0
             state.locked_until = None
 
+    def forget(self, which: Callable[[str], bool]) -> None:
+        """Drop what is counted against the keys `which` picks."""
+        with self._lock:
+            for key in [key for key in self._clients if which(key)]:
+                del self._clients[key]
+
+    def check(self, key: str, now: datetime) -> None:
+        """RateLimited when the key is locked out; counts nothing."""
+        with self._lock:
+            state = self._clients.get(key)
+            if state is not None:
+                self._check_locked(state, now)
+
+    def has_failed(self, key: str) -> bool:
+        """Whether a failure is counted against the key (since its last success)."""
+        with self._lock:
+            state = self._clients.get(key)
+            return state is not None and state.failures > 0
+
     def _check_locked(self, state: _State, now: datetime) -> None:
         if state.locked_until is not None and state.locked_until > now:
             wait = math.ceil((state.locked_until - now) / timedelta(seconds=1))
             raise RateLimited("too many failed attempts from this client",
                               f"try again in {wait} seconds", retry_after=wait)
+
+
+class SignIns:
+    """Failed sign-ins counted per client *and* name, alike for names that exist and names
+    that do not: after `FREE_FAILURES` the pair waits, following `domain.access.lockout`.
+
+    Every answer depends only on what this client sent, never on whether the name is a user,
+    so the back-off reveals no names. A client that has not failed on a name may try it even
+    while the account is locked (`lock_applies`): nobody can lock an approver out.
+    """
+
+    NAME_KEPT = 100
+    """Characters of a name that count; longer names are cut, to bound the memory."""
+
+    def __init__(self, per_client: Limiter) -> None:
+        self.per_client = per_client
+        self._pairs = Limiter(per_minute=0, burst=0, free_failures=FREE_FAILURES - 1)
+
+    def _key(self, client: str, name: str) -> str:
+        return f"{client}\n{name.strip()[:self.NAME_KEPT]}"
+
+    def check(self, client: str, name: str, now: datetime) -> None:
+        """RateLimited when this client must wait before trying this name again. (The
+        request itself is counted, and the client's own lock-out checked, by `per_client`.)"""
+        try:
+            self._pairs.check(self._key(client, name), now)
+        except RateLimited as limited:
+            raise RateLimited("too many failed sign-ins from this client",
+                              limited.fix, retry_after=limited.retry_after) from None
+
+    def lock_applies(self, client: str, name: str) -> bool:
+        """Whether an account lock holds for this client: only once it has failed on it."""
+        return self._pairs.has_failed(self._key(client, name))
+
+    def failed(self, client: str, name: str, now: datetime) -> None:
+        self.per_client.failed(client, now)
+        self._pairs.failed(self._key(client, name), now)
+
+    def succeeded(self, client: str, name: str) -> None:
+        self.per_client.succeeded(client)
+        self._pairs.succeeded(self._key(client, name))
+
+    def forget(self, name: str) -> None:
+        """Drop every client's failures on `name`: its password was just reset."""
+        self._pairs.forget(lambda key: key.endswith(self._key("", name)))
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Scope = MutableMapping[str, Any]
+HOST_KEPT = 100
+"""Characters kept of a forwarded client that is not an address (`unknown`, `_hidden`)."""
+
+
+class Proxies:
+    """Who the client is, and the scheme it used, when reverse proxies stand in between.
+
+    Only a peer inside `trusted` is believed. From it, the X-Forwarded-For chain (or, when
+    there is none, the RFC 7239 Forwarded header) is read from the right: the first address
+    that is not a trusted proxy is the client, and X-Forwarded-Proto (or the element's
+    `proto=`) at that hop is its scheme. From any other peer the headers are ignored.
+    """
+
+    def __init__(self, trusted: Iterable[Network]) -> None:
+        self.trusted = tuple(trusted)
+
+    def trusts(self, host: str) -> bool:
+        address = _address(host)
+        return address is not None and any(address in net for net in self.trusted)
+
+    def resolve(self, scope: Scope) -> Scope:
+        """`scope`, with the client and scheme the trusted proxies forwarded (a copy), or
+        itself when the peer is not one of them or forwarded nothing."""
+        client = scope.get("client")
+        if not self.trusted or not client or not self.trusts(client[0]):
+            return scope
+        headers: dict[bytes, list[str]] = {}
+        for name, value in scope.get("headers", ()):
+            headers.setdefault(name.lower(), []).append(value.decode("latin-1"))
+        hops = _hops(headers)
+        if not hops:
+            return scope
+        index = len(hops) - 1  # every hop a trusted proxy: the outermost is the client
+        while index > 0 and self.trusts(hops[index][0]):
+            index -= 1
+        host, proto = hops[index]
+        resolved = dict(scope)
+        if host:
+            resolved["client"] = (_plain(host), 0)
+        if proto in ("http", "https"):
+            resolved["scheme"] = proto
+        return resolved
+
+
+def _hops(headers: dict[bytes, list[str]]) -> list[tuple[str, str | None]]:
+    """(client as forwarded, its scheme or None) for each hop, the nearest last."""
+    chain = _items(headers.get(b"x-forwarded-for", []))
+    protos = [p.lower() for p in _items(headers.get(b"x-forwarded-proto", []))]
+    if chain:
+        # Aligned from the right; a single X-Forwarded-Proto (a proxy that sets it rather
+        # than appends) holds for the outermost hop too.
+        shift = len(protos) - len(chain)
+        return [(host, protos[max(0, i + shift)] if protos else None)
+                for i, host in enumerate(chain)]
+    forwarded = [_pairs(element) for element in _items(headers.get(b"forwarded", []))]
+    if forwarded:
+        return [(pairs.get("for", ""), pairs.get("proto", "").lower() or None)
+                for pairs in forwarded]
+    return [("", protos[-1])] if protos else []
+
+
+def _items(values: list[str]) -> list[str]:
+    """The comma-separated items of repeated headers; a comma inside quotes stays."""
+    items: list[str] = []
+    for value in values:
+        current, quoted = "", False
+        for char in value:
+            if char == '"':
+                quoted = not quoted
+            if char == "," and not quoted:
+                items.append(current.strip())
+                current = ""
+            else:
+                current += char
+        items.append(current.strip())
+    return [item for item in items if item]
+
+
+def _pairs(element: str) -> dict[str, str]:
+    """One Forwarded element's parameters, `for=...;proto=...`, names lower-cased."""
+    found: dict[str, str] = {}
+    for part in element.split(";"):
+        name, _, value = part.partition("=")
+        found.setdefault(name.strip().lower(), value.strip().strip('"'))
+    return found
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address in a forwarded client: `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `::1`;
+    IPv4-mapped IPv6 addresses as IPv4. None for anything else."""
+    text = host.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _plain(host: str) -> str:
+    """The forwarded client as rate limits key it: the bare address, or the token cut short."""
+    address = _address(host)
+    return str(address) if address is not None else host.strip()[:HOST_KEPT]
