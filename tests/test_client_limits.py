@@ -30,6 +30,7 @@ from tocsin.service import people
 from tocsin.settings import TRUSTED_PROXIES, parse_networks
 from tocsin.store.database import connect
 from tocsin.web.app import TocsinApp, create_app
+from tocsin.web.guard import Proxies
 
 API = "/api/v1/authority"
 PASSWORD = AUTHORITY_PASSWORD
@@ -209,6 +210,44 @@ def test_trusted_proxies_are_addresses_and_networks() -> None:
     assert [str(n) for n in parse_networks(" 127.0.0.1, ::1 10.0.0.0/8,,fd00::/8 ")] == [
         "127.0.0.1/32", "::1/128", "10.0.0.0/8", "fd00::/8"]
     assert parse_networks("") == ()
+
+
+PROXY_RULES: list[tuple[str, list[tuple[str, str]], tuple[str, str]]] = [
+    # peer, headers -> (client, scheme); trusted: 127.0.0.1 and 10.9.0.0/16
+    ("203.0.113.5", [("x-forwarded-for", "198.51.100.7"), ("x-forwarded-proto", "https")],
+     ("203.0.113.5", "http")),  # not a proxy: nothing believed
+    ("127.0.0.1", [], ("127.0.0.1", "http")),  # a proxy that forwards nothing
+    ("127.0.0.1", [("x-forwarded-for", "198.51.100.7")], ("198.51.100.7", "http")),
+    ("127.0.0.1", [("x-forwarded-for", "6.6.6.6, 198.51.100.7")], ("198.51.100.7", "http")),
+    ("127.0.0.1", [("x-forwarded-for", "198.51.100.7, 10.9.0.5"), ("x-forwarded-for", "10.9.1.1"),
+                   ("x-forwarded-proto", "https")], ("198.51.100.7", "https")),
+    ("127.0.0.1", [("x-forwarded-for", "10.9.0.4, 10.9.0.5")], ("10.9.0.4", "http")),
+    ("127.0.0.1", [("x-forwarded-for", "6.6.6.6, 198.51.100.7"),
+                   ("x-forwarded-proto", "http, https")], ("198.51.100.7", "https")),
+    ("127.0.0.1", [("x-forwarded-for", "[2001:db8::7]:4711")], ("2001:db8::7", "http")),
+    ("127.0.0.1", [("x-forwarded-for", "::ffff:198.51.100.7")], ("198.51.100.7", "http")),
+    ("::ffff:127.0.0.1", [("x-forwarded-for", "198.51.100.7")], ("198.51.100.7", "http")),
+    ("127.0.0.1", [("x-forwarded-proto", "https")], ("127.0.0.1", "https")),
+    ("127.0.0.1", [("x-forwarded-proto", "gopher")], ("127.0.0.1", "http")),
+    ("127.0.0.1", [("forwarded", 'for=6.6.6.6, for="198.51.100.7:80";proto=https;by=x')],
+     ("198.51.100.7", "https")),
+    ("127.0.0.1", [("forwarded", 'For="[2001:db8::7]";Proto=HTTPS')], ("2001:db8::7", "https")),
+    ("127.0.0.1", [("forwarded", "for=unknown")], ("unknown", "http")),
+    # X-Forwarded-For wins over Forwarded (and a client's Forwarded through nginx is ignored)
+    ("127.0.0.1", [("forwarded", "for=6.6.6.6;proto=https"),
+                   ("x-forwarded-for", "198.51.100.7")], ("198.51.100.7", "http")),
+]
+
+
+@pytest.mark.parametrize(("peer", "headers", "expected"), PROXY_RULES)
+def test_who_the_client_is_behind_proxies(peer: str, headers: list[tuple[str, str]],
+                                          expected: tuple[str, str]) -> None:
+    proxies = Proxies(parse_networks("127.0.0.1, 10.9.0.0/16"))
+    scope = {"type": "http", "scheme": "http", "client": (peer, 5000),
+             "headers": [(k.encode(), v.encode()) for k, v in headers]}
+    resolved = proxies.resolve(scope)
+    assert (resolved["client"][0], resolved["scheme"]) == expected
+    assert scope["client"] == (peer, 5000)  # the server's own scope is left as it was
 
 
 # --- sign-in: by client and by account, revealing no names --------------------------------

@@ -26,7 +26,7 @@ from tocsin.render.errors import error_body, status_of
 from tocsin.store.database import connect
 from tocsin.web import authority, console, subscribe, subscriptions_api, websub
 from tocsin.web.documents import HTML, JSON, Document, document
-from tocsin.web.guard import SECURITY_HEADERS, Limiter, Network, Proxies, SignIns
+from tocsin.web.guard import SECURITY_HEADERS, Limiter, Proxies, SignIns
 from tocsin.web.live import Holder
 from tocsin.web.site import negotiate, query_language
 
@@ -246,7 +246,7 @@ def _json_error(status: int, message: str, fix: str | None) -> Document:
 
 
 def create_app(engine: Engine, *, rate_limit: int | None = None,
-               trusted_proxies: tuple[Network, ...] | None = None,
+               trusted_proxies: tuple[settings.Network, ...] | None = None,
                process_header: bool = False) -> TocsinApp:
     """The application for one database; builds the first snapshot before returning.
     Unless given, the rate limit and the trusted proxies come from the environment.

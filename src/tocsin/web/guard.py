@@ -19,6 +19,7 @@ from typing import Any
 
 from tocsin.domain.access import FREE_FAILURES, lockout
 from tocsin.domain.errors import RateLimited
+from tocsin.settings import Network
 
 MAX_BODY = 64 * 1024
 """The largest request body the authority API and console read."""
@@ -180,8 +181,7 @@ class SignIns:
         self._pairs.forget(lambda key: key.endswith(self._key("", name)))
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Scope = MutableMapping[str, Any]
+AsgiScope = MutableMapping[str, Any]
 HOST_KEPT = 100
 """Characters kept of a forwarded client that is not an address (`unknown`, `_hidden`)."""
 
@@ -202,7 +202,7 @@ class Proxies:
         address = _address(host)
         return address is not None and any(address in net for net in self.trusted)
 
-    def resolve(self, scope: Scope) -> Scope:
+    def resolve(self, scope: AsgiScope) -> AsgiScope:
         """`scope`, with the client and scheme the trusted proxies forwarded (a copy), or
         itself when the peer is not one of them or forwarded nothing."""
         client = scope.get("client")
