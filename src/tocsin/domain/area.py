@@ -26,7 +26,7 @@ class AreaKind(StrEnum):
 class Area:
     code: str
     kind: AreaKind
-    names: dict[str, str]
+    names: Mapping[str, str]
     parent: str | None = None
     geocodes: tuple[tuple[str, str], ...] = ()
     """(valueName, value) pairs, as CAP <geocode> carries them: ('ISO3166-2', 'KZ-75')."""

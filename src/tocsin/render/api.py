@@ -102,7 +102,8 @@ def levels_doc(world: World, at: datetime, *, scheme: str | None = None,
                 next_cursor = _cursor(key, position)
                 break
             status = world.status(at, area=code, scheme=key)[0]
-            items.append({"area": code, "area_name": status.area.names, **_level_fields(status),
+            items.append({"area": code, "area_name": dict(status.area.names),
+                          **_level_fields(status),
                           "beneath": _beneath(world, key, code, at),
                           "links": {"area": urls.api_area(code),
                                     "page": urls.area(urls.DEFAULT_LANGUAGE, code)}})

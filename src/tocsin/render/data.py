@@ -44,13 +44,14 @@ def scheme_json(scheme: Scheme) -> dict[str, Any]:
 
 def area_json(area: Area, *, geometry: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "code": area.code, "kind": area.kind.value, "parent": area.parent, "names": area.names,
+        "code": area.code, "kind": area.kind.value, "parent": area.parent,
+        "names": dict(area.names),
         "geocodes": [{"valueName": n, "value": v} for n, v in area.geocodes],
         "timezone": area.timezone, "has_geometry": area.geometry is not None,
         "grid": {"row": area.grid[0], "column": area.grid[1]} if area.grid else None,
     }
     if geometry:
-        out["geometry"] = area.geometry
+        out["geometry"] = dict(area.geometry) if area.geometry is not None else None
     return out
 
 

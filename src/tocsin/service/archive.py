@@ -11,6 +11,7 @@ kept (bounded) for the life of the process.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -23,9 +24,9 @@ from tocsin.store import records
 from tocsin.store.database import reading
 
 KEPT_AREAS = 4_096
-"""Areas whose closed declarations are kept (the countrywide and regional ones are asked for
-by every page beneath them, so they stay)."""
-KEPT_DECLARATIONS = 8_192
+"""Areas whose closed declarations' ends and ids are kept (the country's and the regions'
+are asked for by every page beneath them, so they stay)."""
+KEPT_DECLARATIONS = 50_000
 SUGGESTED = 1_000
 """Ids read to suggest what an unknown id may have meant."""
 KEPT_INSTANTS = 8
@@ -70,12 +71,10 @@ class Archive:
         """Keys of the schemes with a published declaration when the archive was opened."""
         self.last_end = last_end
         """When the last declaration over by `until` ended."""
-        self._naming: _Kept[str, dict[str, Declaration]] = _Kept(KEPT_AREAS)
+        self._ends: _Kept[str, tuple[list[datetime], list[str]]] = _Kept(KEPT_AREAS)
         self._by_id: _Kept[str, Declaration] = _Kept(KEPT_DECLARATIONS)
         self._replacers: _Kept[str, list[str]] = _Kept(KEPT_DECLARATIONS)
         self._holding: _Kept[datetime, dict[str, Declaration]] = _Kept(KEPT_INSTANTS)
-        self._ended: dict[str, datetime | None] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, engine: Engine, until: datetime) -> Archive:
@@ -83,29 +82,36 @@ class Archive:
             return cls(engine, until, records.published_schemes(conn),
                        records.last_end_by(conn, until))
 
-    def naming(self, codes: Iterable[str]) -> dict[str, Declaration]:
-        """The closed declarations naming any of `codes`, with the declarations replacing
-        them (which say when they ended)."""
-        out: dict[str, Declaration] = {}
-        missing = []
-        for code in codes:
-            found = self._naming.get(code)
-            if found is None:
-                missing.append(code)
-            else:
-                out.update(found)
-        if missing:
+    def _closed(self, code: str) -> tuple[list[datetime], list[str]]:
+        """When each closed declaration naming `code` ended (ascending), and its id."""
+        found = self._ends.get(code)
+        if found is None:
             with reading(self.engine) as conn:
-                closed = records.load_declarations(conn, area_codes=missing,
-                                                   ended_by=self.until)
-                replacers = records.load_replacers(conn, list(closed)) if closed else {}
-            for code in missing:
-                own = {k: d for k, d in closed.items() if code in d.areas}
-                own.update({k: r for k, r in replacers.items()
-                            if r.is_published and any(old in own for old in r.replaces)})
-                self._naming.put(code, own)
-                out.update(own)
-        return out
+                pairs = records.closed_of(conn, code, self.until)
+            found = ([end for end, _ in pairs], [key for _, key in pairs])
+            self._ends.put(code, found)
+        return found
+
+    def naming(self, codes: Iterable[str],
+               since: datetime | None = None) -> dict[str, Declaration]:
+        """The closed declarations naming any of `codes` (that ended after `since`, if
+        given), with the declarations replacing them (which say when they ended)."""
+        ids: list[str] = []
+        for code in codes:
+            ends, keys = self._closed(code)
+            ids += keys[bisect_right(ends, since):] if since is not None else keys
+        if not ids:
+            return {}
+        found = self.declarations(ids)
+        with reading(self.engine) as conn:
+            replacers = records.load_replacers(conn, list(found))
+        found.update({k: r for k, r in replacers.items() if r.is_published})
+        return found
+
+    def complete_after(self, codes: Iterable[str], since: datetime) -> bool:
+        """Whether no closed declaration naming any of `codes` ended at or before `since`
+        (then `naming(codes, since)` is all there is)."""
+        return all(not ends or ends[0] > since for ends, _ in map(self._closed, codes))
 
     def declarations(self, ids: Iterable[str]) -> dict[str, Declaration]:
         """The published declarations among `ids` (any the store has, closed or not)."""
@@ -145,19 +151,9 @@ class Archive:
             self._holding.put(at, found)
         return found
 
-    def ended(self, codes: Sequence[str]) -> datetime | None:
+    def ended(self, codes: Iterable[str]) -> datetime | None:
         """When the last closed declaration naming any of `codes` ended."""
-        with self._lock:
-            missing = [c for c in codes if c not in self._ended]
-        if missing:
-            with reading(self.engine) as conn:
-                found = records.closed_ends(conn, missing, self.until)
-            with self._lock:
-                for code in missing:
-                    self._ended[code] = found.get(code)
-        with self._lock:
-            instants = [self._ended[c] for c in codes]
-        return max((i for i in instants if i is not None), default=None)
+        return max((ends[-1] for ends, _ in map(self._closed, codes) if ends), default=None)
 
     def ended_after(self, after: datetime) -> set[str]:
         """The areas named by a closed declaration that ended after `after`."""

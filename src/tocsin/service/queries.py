@@ -39,6 +39,9 @@ RECENT_PERIODS = 20
 /api/v1/history have them all."""
 TIMELINES_KEPT = 20_000
 """Per-area timelines kept by one world; beyond that the memo starts again."""
+ARCHIVE_REACH = timedelta(days=30)
+"""How far back from an instant an area's closed history is first read for its recent
+periods (then four times as far, and so on)."""
 AROUND_KEPT = 2_048
 """Per-area worlds with closed history (`World.around`) kept by one world."""
 
@@ -115,7 +118,7 @@ class World:
     _pending_inside: dict[str, tuple[InsideMap, set[str]]] = field(default_factory=dict)
     """Per scheme: the previous levels and the areas a change named, to resolve again."""
     archive: Archive | None = None
-    _around: dict[str, World] = field(default_factory=dict)
+    _around: dict[tuple[str, datetime | None], World] = field(default_factory=dict)
     _seeing: dict[datetime, World] = field(default_factory=dict)
     _ended_since: dict[datetime, set[str]] = field(default_factory=dict)
 
@@ -128,16 +131,17 @@ class World:
             found = self.archive.declarations([declaration_id]).get(declaration_id)
         return found
 
-    def around(self, code: str) -> World:
+    def around(self, code: str, since: datetime | None = None) -> World:
         """A world complete for one area: every published declaration naming it or an area
-        above it, ever (and what replaces them). Itself when it has no archive."""
+        above it (that ended after `since`, if given: what decides its levels from then on),
+        and what replaces them. Itself when it has no archive."""
         if self.archive is None:
             return self
         code = self.tree.get(code).code
-        found = self._around.get(code)
+        found = self._around.get((code, since))
         if found is None:
             chain = [code, *self.tree.ancestors(code)]
-            own = self.archive.naming(chain)
+            own = self.archive.naming(chain, since)
             for key in self.used_schemes():
                 for window in self.history(key).naming(chain):
                     d = window.declaration
@@ -147,7 +151,7 @@ class World:
             found = self._partial(own, self.now)
             if len(self._around) >= AROUND_KEPT:
                 self._around.clear()
-            self._around[code] = found
+            self._around[(code, since)] = found
         return found
 
     def seeing(self, at: datetime) -> World:
@@ -250,7 +254,7 @@ class World:
         """One area's effective level: from the resolved map at `now`, else alone."""
         if at == self.now:
             return self.resolved(key)[code]
-        return effective_level(self.tree, self.around(code).history(key), code, at)
+        return effective_level(self.tree, self.around(code, at).history(key), code, at)
 
     def status(self, at: datetime, *, area: str | None = None,
                scheme: str | None = None) -> list[AreaStatus]:
@@ -269,7 +273,7 @@ class World:
             else:
                 levels = effective_levels(self.tree, history, at)
             for code in codes:
-                periods, _ = self.around(code).periods_around(key, code, at, 0)
+                periods, _ = self.periods_around(key, code, at, 0)
                 out.append(AreaStatus(self.tree.areas[code], history.scheme, levels[code],
                                       period_at(periods, at)))
         return out
@@ -293,7 +297,7 @@ class World:
         earlier periods were left out. Walks back from `at` only as far as it must, so an
         area under a long history costs what its recent past costs."""
         if self.archive is not None:
-            return self.around(code).periods_around(key, code, at, before)
+            return self._periods_from_archive(key, code, at, before)
         history = self.history(key)
         chain = [self.tree.get(code).code, *self.tree.ancestors(code)]
         holding: Counter[int] = Counter(w.rank for w in history.naming_at(chain, at))
@@ -343,6 +347,25 @@ class World:
                                   later[k + 1][0] if k + 1 < len(later) else None))
         truncated = len(earlier) > before
         return periods, truncated
+
+    def _periods_from_archive(self, key: str, code: str, at: datetime,
+                              before: int) -> tuple[list[Period], bool]:
+        """`periods_around` over the area's closed history, read back from `at` only as far
+        as the periods asked for reach: declarations over by some instant cannot hold after
+        it, so periods that begin after it are exact without them."""
+        assert self.archive is not None
+        code = self.tree.get(code).code
+        chain = [code, *self.tree.ancestors(code)]
+        reach = ARCHIVE_REACH
+        while True:
+            since = min(at, self.archive.until) - reach
+            complete = self.archive.complete_after(chain, since)
+            world = self.around(code, None if complete else since)
+            periods, truncated = world.periods_around(key, code, at, before)
+            oldest = periods[0].start
+            if complete or (truncated and oldest is not None and oldest > since):
+                return periods, truncated
+            reach *= 4
 
     def _own(self, key: str, code: str) -> tuple[list[datetime], list[Window],
                                                   list[datetime], list[Window]]:

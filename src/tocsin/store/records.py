@@ -17,7 +17,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    or_,
     select,
     type_coerce,
     union,
@@ -62,20 +61,62 @@ def _parsed(key: str, document: str) -> Scheme:
 
 
 def load_tree(conn: Connection) -> AreaTree:
-    rows = conn.execute(select(t.areas).order_by(t.areas.c.position, t.areas.c.code))
+    """Every area. Rows are read as the driver gives them, and names and shapes are parsed
+    when first read (`StoredJson`): a server starting on 100,000 areas reads only the few it
+    shows."""
+    a = t.areas
+    rows = conn.execute(select(
+        a.c.code, a.c.kind, type_coerce(a.c.names, Text), a.c.parent,
+        type_coerce(a.c.geocodes, Text), a.c.timezone, type_coerce(a.c.geometry, Text),
+        a.c.grid_row, a.c.grid_col).order_by(a.c.position, a.c.code))
+    kinds = {kind.value: kind for kind in AreaKind}
     return AreaTree.build(
-        Area(
-            code=row.code,
-            kind=AreaKind(row.kind),
-            names=dict(row.names),
-            parent=row.parent,
-            geocodes=tuple((name, value) for name, value in row.geocodes),
-            timezone=row.timezone,
-            geometry=row.geometry,
-            grid=(row.grid_row, row.grid_col) if row.grid_row is not None else None,
-        )
-        for row in rows
-    )
+        Area(code=code, kind=kinds[kind], names=StoredJson(names), parent=parent,
+             geocodes=tuple((name, value) for name, value in _json(geocodes)),
+             timezone=timezone,
+             geometry=StoredJson(geometry) if _present(geometry) else None,
+             grid=(row, col) if row is not None else None)
+        for code, kind, names, parent, geocodes, timezone, geometry, row, col in rows)
+
+
+def _json(stored: str | Any) -> Any:
+    return json.loads(stored) if isinstance(stored, str) else stored
+
+
+def _present(stored: str | Any) -> bool:
+    """Whether a JSON column holds something other than SQL or JSON null."""
+    return stored is not None and stored != "null"
+
+
+class StoredJson(Mapping[str, Any]):
+    """A stored JSON object, parsed when first read; compares equal to the same dict."""
+
+    __slots__ = ("_parsed", "_stored")
+
+    def __init__(self, stored: str | Mapping[str, Any]) -> None:
+        self._stored = stored
+        self._parsed: Mapping[str, Any] | None = None
+
+    def _value(self) -> Mapping[str, Any]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = _json(self._stored)
+        return parsed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._value()
+
+    def __repr__(self) -> str:
+        return repr(self._value())
 
 
 def save_areas(conn: Connection, tree: AreaTree, changed: Iterable[Area]) -> None:
@@ -125,6 +166,24 @@ def load_declarations(
     Five statements whatever the number: every snapshot reads the whole published history.
     Texts are parsed when first read (`StoredTexts`).
     """
+    if holding_from is not None or holding_at is not None:
+        at = holding_at if holding_at is not None else holding_from
+        assert at is not None
+        found = _holding_ids(conn, at, started=holding_at is not None)
+        if ids is not None:
+            found = [key for key in found if key in set(ids)]
+        return load_declarations(conn, ids=found, scheme=scheme, area_codes=area_codes,
+                                 statuses=statuses, ended_by=ended_by,
+                                 effective_from=effective_from,
+                                 effective_until=effective_until)
+    if ids is not None and len(ids) > ID_CHUNK:  # bound the statement's parameters
+        merged: dict[str, Declaration] = {}
+        for chunk in _chunks(ids, ID_CHUNK):
+            merged.update(load_declarations(conn, ids=chunk, scheme=scheme,
+                                         area_codes=area_codes, statuses=statuses,
+                                         ended_by=ended_by, effective_from=effective_from,
+                                         effective_until=effective_until))
+        return dict(sorted(merged.items(), key=lambda item: (item[1].created_at, item[0])))
     d = t.declarations
     wanted: list[ColumnElement[bool]] = []
     if ids is not None:
@@ -134,10 +193,6 @@ def load_declarations(
     if area_codes is not None:
         wanted.append(d.c.id.in_(select(t.declaration_areas.c.declaration_id).where(
             t.declaration_areas.c.area_code.in_(list(area_codes)))))
-    if holding_from is not None:
-        wanted.append(d.c.id.in_(_holding(holding_from, started=False)))
-    if holding_at is not None:
-        wanted.append(d.c.id.in_(_holding(holding_at, started=True)))
     if ended_by is not None:
         wanted += [d.c.status == Status.PUBLISHED.value, d.c.ends_at <= ended_by]
     if effective_from is not None:
@@ -411,33 +466,24 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start:start + size]
 
 
-def _holding(at: datetime, *, started: bool) -> Any:
+ID_CHUNK = 5_000
+"""Ids per statement when reading many by id."""
+
+
+def _holding_ids(conn: Connection, at: datetime, *, started: bool) -> list[str]:
     """Ids of the published declarations not over by `at` (and, if `started`, begun by
-    then), and of every declaration replacing one of them."""
+    then), then of every declaration replacing one of them (of any status). Read by two
+    index ranges (never ending, ending later), not one OR, which would read every
+    published row."""
     d, r = t.declarations, t.declaration_replaces
-    live = select(d.c.id).where(
-        d.c.status == Status.PUBLISHED.value, or_(d.c.ends_at.is_(None), d.c.ends_at > at),
-        *([d.c.effective_at <= at] if started else []))
-    replacing = select(r.c.declaration_id).where(r.c.replaces_id.in_(live))
-    return union(live, replacing)
-
-
-def closed_ends(conn: Connection, codes: Sequence[str], by: datetime,
-                after: datetime | None = None) -> dict[str, datetime]:
-    """Per area code: when the last published declaration naming it that was over by `by`
-    (after `after`, if given) ended. Codes with none are left out."""
-    d, a = t.declarations, t.declaration_areas
-    query = (select(a.c.area_code, func.max(d.c.ends_at))
-             .join(d, d.c.id == a.c.declaration_id)
-             .where(d.c.status == Status.PUBLISHED.value, d.c.ends_at <= by,
-                    *([d.c.ends_at > after] if after is not None else []))
-             .group_by(a.c.area_code))
-    if len(codes) <= 500:
-        query = query.where(a.c.area_code.in_(list(codes)))
-        return {code: at for code, at in conn.execute(query) if at is not None}
-    wanted = set(codes)
-    return {code: at for code, at in conn.execute(query)
-            if code in wanted and at is not None}
+    begun = [d.c.effective_at <= at] if started else []
+    published = d.c.status == Status.PUBLISHED.value
+    live = list(conn.execute(union(
+        select(d.c.id).where(published, d.c.ends_at.is_(None), *begun),
+        select(d.c.id).where(published, d.c.ends_at > at, *begun))).scalars())
+    replacing = [key for chunk in _chunks(live, ID_CHUNK) for key in conn.execute(
+        select(r.c.declaration_id).where(r.c.replaces_id.in_(list(chunk)))).scalars()]
+    return list(dict.fromkeys([*live, *replacing]))
 
 
 def closed_ends_after(conn: Connection, after: datetime, by: datetime) -> set[str]:
@@ -458,10 +504,28 @@ def last_end_by(conn: Connection, by: datetime) -> datetime | None:
 
 
 def published_schemes(conn: Connection) -> list[str]:
-    """The keys of the schemes with at least one published declaration."""
+    """The keys of the schemes with at least one published declaration (one index probe per
+    scheme, not a pass over every declaration)."""
     d = t.declarations
-    return sorted(conn.execute(select(d.c.scheme).distinct()
-                               .where(d.c.status == Status.PUBLISHED.value)).scalars())
+    keys = conn.execute(select(t.schemes.c.key).order_by(t.schemes.c.key)).scalars().all()
+    return [key for key in keys if conn.execute(select(d.c.id).where(
+        d.c.scheme == key, d.c.status == Status.PUBLISHED.value).limit(1)).first() is not None]
+
+
+def closed_of(conn: Connection, code: str, by: datetime) -> list[tuple[datetime, str]]:
+    """(ends_at, id) of the published declarations naming `code` that were over by `by`,
+    earliest end first. Read as ids by the area index, then rows by primary key, so that no
+    database reads the declarations of every other area."""
+    a, d = t.declaration_areas, t.declarations
+    ids = conn.execute(select(a.c.declaration_id).where(a.c.area_code == code)).scalars().all()
+    found: list[tuple[datetime, str]] = []
+    for chunk in _chunks(list(ids), ID_CHUNK):
+        for key, status, ends in conn.execute(select(d.c.id, d.c.status, d.c.ends_at)
+                                              .where(d.c.id.in_(list(chunk)))):
+            if status == Status.PUBLISHED.value and ends is not None and ends <= by:
+                found.append((ends, key))
+    found.sort()
+    return found
 
 
 def published_ids(conn: Connection) -> list[tuple[str, bool]]:
