@@ -5,6 +5,7 @@ world holding everything does. On both databases."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,9 @@ from sqlalchemy import Engine, select, text
 from tests.helpers import request
 
 from tocsin import settings
+from tocsin.domain.area import Area, AreaKind
 from tocsin.domain.declaration import end_of, replaced_by
+from tocsin.render import pages
 from tocsin.service import commands, queries
 from tocsin.store import tables as t
 from tocsin.store.database import _alembic_config, connect, migrate
@@ -158,3 +161,42 @@ def test_the_migration_fills_ends_at_for_existing_declarations(empty_db_url: str
     finally:
         engine.dispose()
 
+
+
+def test_the_history_page_reads_one_page_at_a_time(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = january(engine)
+    monkeypatch.setattr(pages, "HISTORY_SHOWN", 2)
+    snap = build(engine, config=CONFIG)
+    newest_first = [ids["live"], ids["short"], ids["lowered"], ids["almaty"], ids["country"]]
+    seen: list[str] = []
+    path, params = "/en/history", [("scheme", SCHEME)]
+    for offset in (0, 2, 4):
+        html = snap.site.render(path, params + ([("offset", str(offset))] if offset else []))
+        body = html.body.decode()
+        seen += re.findall(r'data-declaration="([^"]+)"', body)
+        assert f"5 declarations match; {offset + 1}–{min(offset + 2, 5)} are shown" in body
+        assert ("offset=" + str(offset + 2) in body) == (offset + 2 < 5)  # the older page
+    assert seen == newest_first
+    # an area's history is its own and its ancestors' declarations, paged the same way
+    body = snap.site.render(path, [("area", "KZ-75")]).body.decode()
+    assert re.findall(r'data-declaration="([^"]+)"', body) == [ids["lowered"], ids["almaty"]]
+    # the form offers the top of the tree and the area chosen, not every area
+    assert 'value="KZ-75" selected' in body
+
+
+def test_the_history_form_lists_the_top_of_a_large_tree(engine: Engine) -> None:
+    commands.import_areas(engine, [
+        Area("KZ-75-D1", AreaKind.DISTRICT, {"en": "District 1"}, parent="KZ-75"),
+        *(Area(f"KZ-75-D1-L{n}", AreaKind.CUSTOM, {"en": f"Village {n}"}, parent="KZ-75-D1")
+          for n in range(3))], now=jan(1), actor=ACTOR)
+    snap = build(engine, config=CONFIG)
+    tree = snap.world.tree
+    body = snap.site.render("/en/history").body.decode()
+    listed = re.findall(r'<option value="([^"]+)"', body)
+    deep = [c for c in tree.order if len(tree.ancestors(c)) > pages.HISTORY_AREA_DEPTH]
+    assert deep, "the test tree has areas below the listed depth"
+    assert not set(deep) & set(listed)
+    chosen = deep[0]
+    body = snap.site.render("/en/history", [("area", chosen)]).body.decode()
+    assert f'value="{chosen}" selected' in body

@@ -195,9 +195,13 @@ def declarations_doc(world: World, *, scheme: str | None = None, area: str | Non
     effective time in [since, until). NotFound for an unknown scheme or area; an empty
     range or an offset past the end gives an empty page.
     """
-    found = _published(world, scheme=scheme, area=area, since=since, until=until)
-    found.reverse()
-    total = len(found)
+    key = _scheme(world, scheme).key if scheme else None
+    code = _area(world, area).code if area else None
+    found: list[Declaration] = []
+    total = 0
+    if since is None or until is None or since < until:
+        total, found = world.page(scheme=key, area=code, since=since, until=until,
+                                  limit=limit, offset=offset)
     filters = [("scheme", scheme), ("area", area),
                ("since", iso(since) if since else None), ("until", iso(until) if until else None)]
 
@@ -214,8 +218,7 @@ def declarations_doc(world: World, *, scheme: str | None = None, area: str | Non
         "total": total,
         "limit": limit,
         "offset": offset,
-        "items": [declaration_json(d, replaced_by=world.replaced_by(d.id))
-                  for d in found[offset:offset + limit]],
+        "items": [declaration_json(d, replaced_by=world.replaced_by(d.id)) for d in found],
         "links": {
             "self": link(offset),
             "next": link(offset + limit) if offset + limit < total else None,

@@ -558,25 +558,36 @@ class Option:
     selected: bool
 
 
+HISTORY_SHOWN = 100
+"""Declarations on one page of the history; older ones are on the next pages."""
+HISTORY_AREA_DEPTH = 2
+"""The history form lists the areas this deep (country, regions, districts) and the one
+chosen; any other area's history is a link from its own page."""
+
+
 def history_page(world: World, ctx: PageContext, *, area: str | None, scheme: str | None,
-                 start: datetime | None, end: datetime | None) -> str:
+                 start: datetime | None, end: datetime | None, offset: int = 0) -> str:
     """Published declarations naming the area (or an ancestor), of the scheme, taking effect
     within [start, end), newest first; with the GET form that filters them.
 
     The form sends area, scheme, from and to (dates, YYYY-MM-DD); dates are shown in the
-    time zone of the first top-level area. NotFound for an unknown area or scheme.
+    time zone of the first top-level area. HISTORY_SHOWN declarations a page, from
+    `offset` on, with links to the older and newer ones. NotFound for an unknown area or
+    scheme.
     """
     if area:
         world.tree.get(area)
     if scheme:
         world.scheme(scheme)
-    found = world.search(scheme=scheme, area=area, since=start, until=end)
+    total, found = (world.page(scheme=scheme, area=area, since=start, until=end,
+                               limit=HISTORY_SHOWN, offset=offset)
+                    if start is None or end is None or start < end else (0, []))
     ids = {d.id: None for d in found}
     for d in found:
         ids.update(dict.fromkeys(world.replaced_by(d.id)))
     world = _as_known_at(world, ctx, ids=ids) if ctx.time_travel else world.about(ids)
     t = i18n.ui(ctx.lang)
-    chosen = [d for d in map(world.declaration, [d.id for d in reversed(found)])
+    chosen = [d for d in map(world.declaration, [d.id for d in found])
               if d is not None and d.is_published]
     replacers = replaced_by(world.declarations)
     entries = []
@@ -596,28 +607,43 @@ def history_page(world: World, ctx: PageContext, *, area: str | None, scheme: st
               ("to", end_text)]
     depth = {code: len(world.tree.ancestors(code)) for code in world.tree.order}
     areas = [Option(c, "\u2002" * depth[c] + f"{_name(world, c, ctx.lang)} ({c})", c == area)
-             for c in _tree_preorder(world)]
+             for c in _tree_preorder(world, HISTORY_AREA_DEPTH, area)]
     schemes = [Option(k, _scheme_name(world.schemes[k], ctx.lang), k == scheme)
                for k in sorted(world.schemes)]
     frame = _frame(ctx, t["history_title"], urls.history, page_tz, params=params,
                    json=urls.api_history())
+    def page_link(at_offset: int, text: str) -> Link:
+        kept = [*params, *([("offset", str(at_offset))] if at_offset else [])]
+        return Link(urls.history(ctx.lang) + _query(ctx, [(k, v) for k, v in kept if v]), text)
+
+    shown = (t["history_shown"].format(total=total, first=offset + 1, last=offset + len(found))
+             if found and (offset or total > len(found)) else "")
+    older = (page_link(offset + HISTORY_SHOWN, t["history_older"])
+             if offset + HISTORY_SHOWN < total else None)
+    newer = page_link(max(0, offset - HISTORY_SHOWN), t["history_newer"]) if offset else None
     return _render("history.html", frame, entries=entries, areas=areas, schemes=schemes,
                    start=start_text, end=end_text, action=urls.history(ctx.lang),
-                   at=iso(ctx.at) if ctx.time_travel else "")
+                   at=iso(ctx.at) if ctx.time_travel else "", shown=shown, older=older,
+                   newer=newer)
 
 
 def _date_value(value: datetime | None, timezone: str | None) -> str:
     return value.astimezone(ZoneInfo(timezone or "UTC")).date().isoformat() if value else ""
 
 
-def _tree_preorder(world: World) -> list[str]:
-    """Codes with each area directly followed by its descendants, for an indented list."""
+def _tree_preorder(world: World, depth: int, chosen: str | None) -> list[str]:
+    """Codes down to `depth` (and `chosen`) with each area directly followed by its
+    descendants, for an indented list."""
+    tree = world.tree
     out: list[str] = []
-    stack = [c for c in reversed(world.tree.order) if world.tree.areas[c].parent is None]
+    stack = [(c, 0) for c in reversed(tree.order) if tree.areas[c].parent is None]
     while stack:
-        code = stack.pop()
+        code, level = stack.pop()
         out.append(code)
-        stack.extend(reversed(world.tree.children(code)))
+        if level < depth:
+            stack.extend((c, level + 1) for c in reversed(tree.children(code)))
+        elif chosen is not None and chosen in tree.areas and code in tree.ancestors(chosen):
+            stack.append((chosen, level + 1))
     return out
 
 

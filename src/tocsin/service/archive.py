@@ -177,6 +177,18 @@ class Archive:
         with reading(self.engine) as conn:
             return records.published_ids_from(conn, prefix, SUGGESTED)
 
+    def page(self, *, scheme: str | None, codes: Sequence[str] | None,
+             since: datetime | None, until: datetime | None, limit: int | None,
+             offset: int) -> tuple[int, list[Declaration]]:
+        """How many published declarations match, and `limit` of them from `offset` on,
+        newest first (see `records.published_page`), from the whole store."""
+        with reading(self.engine) as conn:
+            total, ids = records.published_page(conn, scheme=scheme, codes=codes,
+                                                since=since, until=until, limit=limit,
+                                                offset=offset)
+            found = records.load_declarations(conn, ids=ids) if ids else {}
+        return total, [found[key] for key in ids if key in found]
+
     def published_ids(self) -> list[tuple[str, bool]]:
         """Every published declaration's id, and whether it was cancelled."""
         with reading(self.engine) as conn:

@@ -210,6 +210,21 @@ class World:
             found = {**stored, **found}
         return sorted(found.values(), key=lambda d: (d.effective or d.created_at, d.id))
 
+    def page(self, *, scheme: str | None = None, area: str | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             limit: int | None = None, offset: int = 0) -> tuple[int, list[Declaration]]:
+        """How many published declarations `search` finds, and `limit` of them from
+        `offset` on, newest first: read page by page from the store when there is an
+        archive (a listing of a long history never reads all of it)."""
+        if self.archive is None:
+            found = self.search(scheme=scheme, area=area, since=since, until=until)
+            found.reverse()
+            return len(found), found[offset:] if limit is None else found[offset:offset + limit]
+        chain = [self.tree.get(area).code, *self.tree.ancestors(area)] if area else None
+        total, found = self.archive.page(scheme=scheme, codes=chain, since=since, until=until,
+                                         limit=limit, offset=offset)
+        return total, [self.declarations.get(d.id, d) for d in found]
+
     def published_ids(self) -> list[tuple[str, bool]]:
         """Every published declaration's id, and whether it was cancelled: this world's,
         and the archive's; oldest first."""

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     ColumnElement,
@@ -65,18 +65,24 @@ def load_tree(conn: Connection) -> AreaTree:
     when first read (`StoredJson`): a server starting on 100,000 areas reads only the few it
     shows."""
     a = t.areas
-    rows = conn.execute(select(
-        a.c.code, a.c.kind, type_coerce(a.c.names, Text), a.c.parent,
-        type_coerce(a.c.geocodes, Text), a.c.timezone, type_coerce(a.c.geometry, Text),
-        a.c.grid_row, a.c.grid_col).order_by(a.c.position, a.c.code))
+    query = select(a.c.code, a.c.kind, type_coerce(a.c.names, Text), a.c.parent,
+                   type_coerce(a.c.geocodes, Text), a.c.timezone,
+                   type_coerce(a.c.geometry, Text), a.c.grid_row, a.c.grid_col
+                   ).order_by(a.c.position, a.c.code)
+    # The driver's own cursor, in this connection's transaction: at 100,000 rows, making a
+    # result row object for each costs more than everything else here.
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(query.compile(dialect=conn.dialect)))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     kinds = {kind.value: kind for kind in AreaKind}
-    return AreaTree.build(
-        Area(code=code, kind=kinds[kind], names=StoredJson(names), parent=parent,
-             geocodes=tuple((name, value) for name, value in _json(geocodes)),
-             timezone=timezone,
-             geometry=StoredJson(geometry) if _present(geometry) else None,
-             grid=(row, col) if row is not None else None)
-        for code, kind, names, parent, geocodes, timezone, geometry, row, col in rows)
+    areas = (Area(code, kinds[kind], StoredJson(names), parent, StoredPairs(geocodes), timezone,
+                  StoredJson(geometry) if _present(geometry) else None,
+                  (row, col) if row is not None else None)
+             for code, kind, names, parent, geocodes, timezone, geometry, row, col in rows)
+    return AreaTree.build(areas, checked=True)  # checked by the import that stored them
 
 
 def _json(stored: str | Any) -> Any:
@@ -86,6 +92,43 @@ def _json(stored: str | Any) -> Any:
 def _present(stored: str | Any) -> bool:
     """Whether a JSON column holds something other than SQL or JSON null."""
     return stored is not None and stored != "null"
+
+
+class StoredPairs(Sequence[tuple[str, str]]):
+    """A stored JSON list of pairs, parsed (into tuples) when first read."""
+
+    __slots__ = ("_parsed", "_stored")
+
+    def __init__(self, stored: str | Sequence[Sequence[str]] | None) -> None:
+        self._stored = stored
+        self._parsed: tuple[tuple[str, str], ...] | None = None
+
+    def _value(self) -> tuple[tuple[str, str], ...]:
+        parsed = self._parsed
+        if parsed is None:
+            stored = _json(self._stored) if self._stored is not None else ()
+            parsed = self._parsed = tuple((name, value) for name, value in stored)
+        return parsed
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
+        return self._value()[index]
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, Sequence) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._value())
+
+    def __repr__(self) -> str:
+        return repr(self._value())
 
 
 class StoredJson(Mapping[str, Any]):
@@ -202,8 +245,11 @@ def load_declarations(
     # By status alone (a snapshot: every published one), nearly every row is wanted: the linked
     # rows are read whole, which costs less than looking each declaration up.
     whole = not wanted
-    if statuses is not None:
-        wanted.append(d.c.status.in_([s.value for s in statuses]))
+    kept = {s.value for s in statuses} if statuses is not None else None
+    if kept is not None and ids is None:
+        # (By id, the status is tested here: a status test beside a list of ids can make
+        # the database read every row of that status.)
+        wanted.append(d.c.status.in_(sorted(kept)))
     # Rows come in about insertion order, which is nearly creation order: sorting them here
     # costs one pass, where the database would sort every row with its texts.
     rows = sorted(conn.execute(
@@ -212,15 +258,20 @@ def load_declarations(
                d.c.published_at, d.c.published_by, d.c.revision, d.c.submitted_at,
                d.c.break_glass, d.c.rejected_at, d.c.rejected_by, d.c.rejected_reason,
                d.c.cap_sender).where(*wanted)), key=_CREATED_THEN_ID)
+    if kept is not None and ids is not None:
+        rows = [row for row in rows if row[3] in kept]
     if not rows:
         return {}
-    chosen = select(d.c.id).where(*wanted)
+    found = [row[0] for row in rows]
 
     def linked(table: Table, *columns: str, ordered: bool = False) -> Iterable[Any]:
         query = select(table.c.declaration_id, *(table.c[c] for c in columns))
-        if not whole:
-            query = query.where(table.c.declaration_id.in_(chosen))
-        return conn.execute(query.order_by(table.c.position) if ordered else query).all()
+        if ordered:
+            query = query.order_by(table.c.position)
+        if whole:
+            return conn.execute(query).all()
+        return [row for chunk in _chunks(found, ID_CHUNK)  # each declaration's rows in one
+                for row in conn.execute(query.where(table.c.declaration_id.in_(list(chunk))))]
 
     areas: dict[str, tuple[str, ...]] = {}
     for declaration_id, code in linked(t.declaration_areas, "area_code", ordered=True):
@@ -537,6 +588,34 @@ def published_ids(conn: Connection) -> list[tuple[str, bool]]:
                         .where(d.c.status == Status.PUBLISHED.value))
     return [(key, cancelled is not None)
             for key, _, cancelled in sorted(rows, key=lambda row: (row[1], row[0]))]
+
+
+def published_page(conn: Connection, *, scheme: str | None, codes: Sequence[str] | None,
+                   since: datetime | None, until: datetime | None, limit: int | None,
+                   offset: int = 0) -> tuple[int, list[str]]:
+    """How many published declarations match (of `scheme`, naming any of `codes`, taking
+    effect in [since, until), each only if given), and the ids of `limit` of them from
+    `offset` on (all when None), newest first by (effective, id)."""
+    d, a = t.declarations, t.declaration_areas
+    wanted = [d.c.status == Status.PUBLISHED.value]
+    wanted += [d.c.scheme == scheme] if scheme is not None else []
+    wanted += [d.c.effective_at >= since] if since is not None else []
+    wanted += [d.c.effective_at < until] if until is not None else []
+    if codes is not None:
+        # An area's declarations by the area index, then their rows by primary key.
+        named = sorted(set(conn.execute(select(a.c.declaration_id)
+                                        .where(a.c.area_code.in_(list(codes)))).scalars()))
+        rows = [row for chunk in _chunks(named, ID_CHUNK) for row in conn.execute(
+            select(d.c.id, d.c.effective_at).where(d.c.id.in_(list(chunk)), *wanted))]
+        rows.sort(key=lambda row: (row[1], row[0]), reverse=True)
+        chosen = rows[offset:] if limit is None else rows[offset:offset + limit]
+        return len(rows), [row[0] for row in chosen]
+    total = int(conn.execute(select(func.count()).select_from(d).where(*wanted)).scalar_one())
+    query = (select(d.c.id).where(*wanted)
+             .order_by(d.c.effective_at.desc(), d.c.id.desc()).offset(offset))
+    if limit is not None:
+        query = query.limit(limit)
+    return total, list(conn.execute(query).scalars())
 
 
 def published_ids_from(conn: Connection, prefix: str, limit: int) -> list[str]:

@@ -128,6 +128,7 @@ declarations = Table(
     # When a published declaration stops holding (NULL: never), kept by records.settle_ends.
     Index("ix_declarations_scheme_status", "scheme", "status"),
     Index("ix_declarations_status_ends_at", "status", "ends_at"),
+    Index("ix_declarations_status_effective_at", "status", "effective_at"),
 )
 
 declaration_areas = Table(

@@ -36,7 +36,7 @@ ASSETS = {urls.STYLESHEET: ("tocsin.css", CSS), urls.SCRIPT: ("live.js", JS),
 LEVELS_CSS = "/levels.css"
 PAGE_PARAMS = {"at": ParamKind.INSTANT}
 HISTORY_PAGE_PARAMS = {**PAGE_PARAMS, "area": ParamKind.AREA, "scheme": ParamKind.SCHEME,
-                       "from": ParamKind.DAY, "to": ParamKind.DAY}
+                       "from": ParamKind.DAY, "to": ParamKind.DAY, "offset": ParamKind.OFFSET}
 SEARCH_PAGE_PARAMS = {**PAGE_PARAMS, "q": ParamKind.TEXT}
 CACHE_LIMIT = 50_000
 """Documents without a query kept per process, least recently used first out."""
@@ -406,7 +406,7 @@ class Site:
                 render = lambda: pages.history_page(  # noqa: E731
                     world, ctx, area=parsed.get("area"), scheme=parsed.get("scheme"),
                     start=self._midnight(parsed.get("from")),
-                    end=self._midnight(parsed.get("to")))
+                    end=self._midnight(parsed.get("to")), offset=parsed.get("offset", 0))
             case ["map", name] if name.endswith(".svg"):
                 media_type = SVG
                 render = lambda: svg.map_svg(world, name[:-4], at, lang)  # noqa: E731

@@ -1,5 +1,6 @@
 """When each published declaration stops holding, kept on its row and indexed, so that a
-server reads only the declarations that may still hold (and closed history on demand).
+server reads only the declarations that may still hold (and closed history on demand); and
+an index by effective time, so that the history listings read one page, newest first.
 
 `ends_at` is the earliest of its expiry, its cancellation and the effective time of the
 first published declaration replacing it (NULL: it never ends). Existing rows are filled in
@@ -28,6 +29,8 @@ def upgrade() -> None:
     with op.batch_alter_table("declarations") as batch:
         batch.add_column(sa.Column("ends_at", UTCDateTime, nullable=True))
     op.create_index("ix_declarations_status_ends_at", "declarations", ["status", "ends_at"])
+    op.create_index("ix_declarations_status_effective_at", "declarations",
+                    ["status", "effective_at"])
     _fill()
 
 
@@ -63,6 +66,7 @@ def _fill() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_declarations_status_effective_at", "declarations")
     op.drop_index("ix_declarations_status_ends_at", "declarations")
     with op.batch_alter_table("declarations") as batch:
         batch.drop_column("ends_at")
