@@ -8,10 +8,11 @@ import asyncio
 import gzip
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from tests.helpers import request
 
 from tocsin.domain.access import Role
@@ -20,6 +21,7 @@ from tocsin.service import commands, people
 from tocsin.web.app import create_app
 from tocsin.web.live import Holder
 from tocsin.web.site import QUERY_CACHE_LIMIT
+from tocsin.web.snapshot import build
 
 ACTOR = "tester"
 
@@ -179,3 +181,32 @@ def test_the_overview_stays_small_and_names_deep_areas_with_a_level(engine: Engi
     assert [x["area"] for x in listed] == ["KZ-75-D03-L4"]
     subtree = json.loads(site.render("/api/v1/levels", [("area", "KZ-19")]).body)["levels"]
     assert subtree == []
+
+
+def test_a_snapshot_is_one_state_even_with_a_writer_between_its_reads(engine: Engine) -> None:
+    """Issue 15.9: every statement of a snapshot build sees the same committed state, so a
+    change committed while it reads is either wholly in it or wholly in the next one."""
+    commands.declare(engine, [request("high", ("KZ-39",))], now=now() - timedelta(hours=2),
+                     actor=ACTOR)
+    fired: list[str] = []
+
+    def write_between(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not fired and "FROM state" in statement:  # the build's first read
+            fired.append(statement)
+            [made] = commands.declare(engine, [request("critical", ("KZ-71",))], now=now(),
+                                      actor=ACTOR)
+            fired.append(made.id)
+
+    event.listen(engine, "after_cursor_execute", write_between)
+    try:
+        first = build(engine)
+    finally:
+        event.remove(engine, "after_cursor_execute", write_between)
+    assert len(fired) == 2, "the writer ran in the middle of the build"
+    written = fired[1]
+    named = {code for d in first.world.declarations.values() for code in d.areas}
+    assert "KZ-39" in named and "KZ-71" not in named  # the state its version counter says
+    assert written not in first.site.render("/en/areas/KZ-71").body.decode()
+    second = build(engine, previous=first)
+    assert second.version > first.version and second.outbox > first.outbox
+    assert written in second.site.render("/en/areas/KZ-71").body.decode()
