@@ -9,6 +9,7 @@ named profile (Google Public Alerts, IPAWS, MeteoAlarm, WMO).
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -93,8 +94,13 @@ def profile_names(names: Sequence[str]) -> list[str]:
     return chosen
 
 
-def element_path(element: Any) -> str:
-    """`/alert/info[2]/area[1]/polygon[1]`: local names, 1-based among same-named siblings."""
+def element_path(element: Any, positions: dict[Any, dict[Any, int]] | None = None) -> str:
+    """`/alert/info[2]/area[1]/polygon[1]`: local names, 1-based among same-named siblings.
+
+    `positions` (parent → child → its number), kept by the caller across calls, numbers each
+    parent's children once, so that paths for many siblings cost time linear in their count.
+    """
+    positions = {} if positions is None else positions
     steps: list[str] = []
     while element is not None:
         name = etree.QName(element).localname
@@ -102,8 +108,14 @@ def element_path(element: Any) -> str:
         if parent is None:
             steps.append(name)
         else:
-            same = [e for e in parent if isinstance(e.tag, str) and e.tag == element.tag]
-            steps.append(f"{name}[{same.index(element) + 1}]")
+            if parent not in positions:
+                counts: dict[Any, int] = {}
+                numbered: dict[Any, int] = {}
+                for child in parent:
+                    if isinstance(child.tag, str):
+                        counts[child.tag] = numbered[child] = counts.get(child.tag, 0) + 1
+                positions[parent] = numbered
+            steps.append(f"{name}[{positions[parent][element]}]")
         element = parent
     return "/" + "/".join(reversed(steps))
 
@@ -116,6 +128,10 @@ class _Doc:
         self.ns = etree.QName(self.root).namespace
         self.findings: list[Finding] = []
         self.infos = self.all(self.root, "info")
+        self._positions: dict[Any, dict[Any, int]] = {}
+
+    def path(self, element: Any) -> str:
+        return element_path(element, self._positions)
 
     def all(self, parent: Any, name: str) -> list[Any]:
         return list(parent.iterfind(f"{{{self.ns}}}{name}"))
@@ -133,7 +149,7 @@ class _Doc:
                 if self.text(p, "valueName") == name]
 
     def add(self, element: Any, rule: str, message: str, severity: Severity = "error") -> None:
-        self.findings.append(Finding(element_path(element), rule, message, severity,
+        self.findings.append(Finding(self.path(element), rule, message, severity,
                                      element.sourceline))
 
 
@@ -150,11 +166,14 @@ def _schema(doc: _Doc, tree: Any, version: str) -> None:
     with _schema_lock:
         validator.validate(target)
         errors = list(validator.error_log)
+    locate = _Locator(target)
+    # paths in the renamed copy of a 1.1 document are its own: number them apart
+    path = doc.path if target is tree else functools.partial(element_path, positions={})
     for error in errors:
-        element = _element_at(target, error)
+        element = locate(error)
         message = prefix + error.message.replace(f"{{{capxml.CAP_12}}}", "").replace(
             f"{{{DSIG_NS}}}", "ds:")
-        doc.findings.append(Finding(element_path(element) if element is not None else "/",
+        doc.findings.append(Finding(path(element) if element is not None else "/",
                                     "xsd", message, "error", error.line or None))
 
 
@@ -166,17 +185,35 @@ def _renamed_to_12(tree: Any) -> Any:
     return copied
 
 
-def _element_at(tree: Any, error: Any) -> Any:
-    """The element an XSD error names: by libxml2's path, else the last one on its line."""
-    prefixes = {k: v for k, v in tree.getroot().nsmap.items() if k}
-    try:
-        found = tree.xpath(error.path, namespaces=prefixes) if error.path else []
-    except etree.XPathError:
-        found = []
-    if found and isinstance(found[0].tag, str):
-        return found[0]
-    on_line = [e for e in tree.iter() if isinstance(e.tag, str) and e.sourceline == error.line]
-    return on_line[-1] if on_line else None
+class _Locator:
+    """The element an XSD error names: by libxml2's path, else the last one on its line.
+
+    Each path is looked up once and the lines indexed in one pass, so thousands of errors
+    (30,000 stray attributes on one element) cost time linear in errors plus elements.
+    """
+
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+        self.prefixes = {k: v for k, v in tree.getroot().nsmap.items() if k}
+        self.by_path: dict[str, Any] = {}
+        self.by_line: dict[int, Any] | None = None
+
+    def __call__(self, error: Any) -> Any:
+        if error.path:
+            if error.path not in self.by_path:
+                try:
+                    found = self.tree.xpath(error.path, namespaces=self.prefixes)
+                except etree.XPathError:
+                    found = []
+                first = found[0] if found else None
+                self.by_path[error.path] = (first if first is not None
+                                            and isinstance(first.tag, str) else None)
+            if self.by_path[error.path] is not None:
+                return self.by_path[error.path]
+        if self.by_line is None:
+            self.by_line = {e.sourceline: e for e in self.tree.iter()
+                            if isinstance(e.tag, str)}
+        return self.by_line.get(error.line)
 
 
 # --- rules of the CAP 1.2 specification ----------------------------------------------------

@@ -14,6 +14,9 @@ from tocsin.cap.check import profile_names
 from tocsin.cli import context as ctx
 from tocsin.service.importing import read_location
 
+TABLE_ROWS = 200
+"""Findings a table lists; a hostile file gives tens of thousands, which take a terminal
+minutes to lay out and nobody reads (--json lists them all)."""
 app = typer.Typer(help="CAP documents: check them against CAP 1.2 and profiles.",
                   no_args_is_help=True)
 
@@ -56,10 +59,14 @@ def check(
             table.add_column(column, no_wrap=True)
         table.add_column("path", overflow="fold")
         table.add_column("message", ratio=1, overflow="fold")
-        for f in findings:
+        for f in findings[:TABLE_ROWS]:
             table.add_row(Text(f.severity, style="bold red" if f.severity == "error"
                                else "yellow"), str(f.line or "—"), Text(f.rule), Text(f.path),
                           Text(f.message))
         ctx.console.print(table)
+        if len(findings) > TABLE_ROWS:
+            ctx.console.print(Text(f"{len(findings) - TABLE_ROWS:,} more findings not shown "
+                                   f"(the table lists the first {TABLE_ROWS}); give --json to "
+                                   "list them all"))
     if errors:
         raise typer.Exit(ctx.EXIT_FINDING)

@@ -11,6 +11,9 @@ import gettext
 import io
 import json
 import math
+import re
+import reprlib
+import sys
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 
 import pycountry
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 from shapely.validation import explain_validity, make_valid
 
@@ -27,6 +31,11 @@ from tocsin.domain.errors import InvalidInput
 from tocsin.ingest.document import LANGUAGE
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+"""GeoJSON needs 8 levels (collection, features, feature, geometry, and four of coordinates)."""
+NOT_IN_A_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+"""Control characters, lone surrogates and non-characters: no SVG badge, page or CAP
+document can carry them."""
 
 
 def _read_text(path: Path) -> str:
@@ -69,6 +78,16 @@ def check_grid(row: object, col: object, where: str) -> tuple[int, int] | None:
     return int(texts[0]), int(texts[1])
 
 
+def check_label(value: str, where: str, field: str) -> str:
+    """`value` if it is one line of printable text; InvalidInput naming `field` otherwise."""
+    bad = NOT_IN_A_NAME.search(value)
+    if bad:
+        raise InvalidInput(f"{where}: {field} holds the control character U+{ord(bad.group()):04X}"
+                           f" at position {bad.start() + 1}",
+                           "remove it: names and geocodes are one line of printable text")
+    return value
+
+
 def _check_language(lang: str, where: str) -> str:
     if not LANGUAGE.match(lang):
         raise InvalidInput(f"{where}: {lang!r} is not a language tag", "use e.g. name:kk, name:en")
@@ -83,6 +102,20 @@ CSV_FIXED = ("code", "parent", "kind", "timezone", "grid_row", "grid_col")
 def parse_areas_csv(text: str, source: str) -> list[Area]:
     """Areas from CSV with columns code, parent, kind, timezone, name:LANG…, geocode:NAME…"""
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _csv_areas(reader, source)
+    except csv.Error as error:
+        line = reader.reader.line_num  # the DictReader's own count lags a row behind
+        if "field larger than field limit" in str(error):
+            raise InvalidInput(f"{source}: line {line}: a field is longer than the "
+                               f"limit of {csv.field_size_limit():,} characters",
+                               "shorten it; an unbalanced quote (\") also makes a field run on "
+                               "to the end of the file") from None
+        raise InvalidInput(f"{source}: line {line}: is not valid CSV: {error}",
+                           "check its quotes") from None
+
+
+def _csv_areas(reader: csv.DictReader[str], source: str) -> list[Area]:
     header = reader.fieldnames or []
     if "code" not in header:
         raise InvalidInput(f"{source}: the header has no 'code' column",
@@ -104,7 +137,8 @@ def parse_areas_csv(text: str, source: str) -> list[Area]:
         if not code:
             raise InvalidInput(f"{where}: code is empty", "give every area a code")
         check_code(code)
-        names = {lang: (row[c] or "").strip() for c, lang in name_columns.items() if row[c]}
+        names = {lang: check_label((row[c] or "").strip(), f"{where}: area {code!r}", c)
+                 for c, lang in name_columns.items() if row[c]}
         if not names:
             raise InvalidInput(f"{where}: area {code!r} has no name", "fill a name column")
         timezone = (row.get("timezone") or "").strip()
@@ -113,8 +147,9 @@ def parse_areas_csv(text: str, source: str) -> list[Area]:
             kind=check_kind(row.get("kind") or "region", where),
             names=names,
             parent=(row.get("parent") or "").strip() or None,
-            geocodes=tuple((c[8:], (row[c] or "").strip()) for c in header
-                           if c.startswith("geocode:") and (row[c] or "").strip()),
+            geocodes=tuple((c[8:], check_label((row[c] or "").strip(), f"{where}: area {code!r}",
+                                               c))
+                           for c in header if c.startswith("geocode:") and (row[c] or "").strip()),
             timezone=check_timezone(timezone, where) if timezone else None,
             grid=check_grid(row.get("grid_row"), row.get("grid_col"), where),
         ))
@@ -151,6 +186,12 @@ def parse_areas_geojson(text: str, source: str, options: GeoJSONMapping) -> list
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise InvalidInput(f"{source}: not valid JSON: {error}", "fix the syntax") from None
+    except RecursionError:
+        raise _too_deep(source) from None
+    except ValueError:  # an integer past Python's int_max_str_digits
+        raise _huge_number(text, source) from None
+    if _depth_exceeds(text, MAX_JSON_DEPTH):
+        raise _too_deep(source)
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
         raise InvalidInput(f"{source}: is not a GeoJSON FeatureCollection",
                            'the top level must be {"type": "FeatureCollection", "features": [...]}')
@@ -158,6 +199,36 @@ def parse_areas_geojson(text: str, source: str, options: GeoJSONMapping) -> list
     if not isinstance(features, list) or not features:
         raise InvalidInput(f"{source}: has no features", "add one feature per area")
     return [_feature(f, f"{source}: feature {i + 1}", options) for i, f in enumerate(features)]
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    """Whether well-formed JSON `text` nests arrays and objects more than `limit` deep; each
+    round strips the innermost pairs at C speed, so the cost is limit × size at worst."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = _INNERMOST.sub("", brackets)
+    return bool(brackets)
+
+
+def _too_deep(source: str) -> InvalidInput:
+    return InvalidInput(f"{source}: arrays and objects nest more than {MAX_JSON_DEPTH} deep",
+                        "GeoJSON needs 8 levels: check that the file is a FeatureCollection "
+                        "of Polygon or MultiPolygon features")
+
+
+def _huge_number(text: str, source: str) -> InvalidInput:
+    found = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1},}}", text)
+    line = f" line {text.count(chr(10), 0, found.start()) + 1}:" if found else ""
+    digits = f"of {len(found.group()):,} digits" if found else "with too many digits"
+    return InvalidInput(f"{source}:{line} a number {digits} is not a coordinate or a value",
+                        "write positions as decimal degrees, e.g. [76.93, 43.25]")
 
 
 def _feature(feature: Any, where: str, options: GeoJSONMapping) -> Area:
@@ -181,11 +252,10 @@ def _feature(feature: Any, where: str, options: GeoJSONMapping) -> Area:
                            "name the property that holds the area code with --code-property")
     where = f"{where} ({code})"
     check_code(code)
-    if options.names:
-        names = {_check_language(lang, where): prop(p) for lang, p in options.names.items()}
-    else:
-        names = {_check_language(k[5:], where): prop(k) for k in props if k.startswith("name:")}
-    clean = {lang: name for lang, name in names.items() if name}
+    columns = options.names or {k[5:]: k for k in props if k.startswith("name:")}
+    names = {_check_language(lang, where): (p, prop(p)) for lang, p in columns.items()}
+    clean = {lang: check_label(name, where, f"property {p!r}") for lang, (p, name)
+             in names.items() if name}
     if not clean:
         raise InvalidInput(f"{where}: has no name",
                            "add name:LANG properties or map one with --name-property en=PROP")
@@ -227,11 +297,28 @@ def _geometry(raw: Any, where: str, repair: bool) -> dict[str, Any] | None:
         if not repair:
             raise InvalidInput(f"{where}: geometry is not valid: {explain_validity(geometry)}",
                                "fix the shape, or import with --repair-geometry to repair it")
-        repaired = make_valid(geometry)
-        if repaired.geom_type == "GeometryCollection":  # keep the areas, drop stray lines
-            repaired = unary_union([g for g in repaired.geoms if g.geom_type.endswith("Polygon")])
+        made = make_valid(geometry)
+        polygons = _polygonal_parts(made)  # keep the areas, drop stray lines and points
+        if not polygons:
+            raise InvalidInput(f"{where}: geometry is not valid ({explain_validity(geometry)})"
+                               f" and repairing it gives a {made.geom_type}, which encloses "
+                               "no area", "fix the shape: its rings must enclose an area")
+        repaired = unary_union(polygons)
+        if repaired.geom_type not in ("Polygon", "MultiPolygon") or repaired.is_empty:
+            raise InvalidInput(f"{where}: repairing the geometry gives a {repaired.geom_type}",
+                               "fix the shape by hand: its rings must enclose an area")
         clean = json.loads(json.dumps(mapping(repaired)))
     return clean
+
+
+def _polygonal_parts(geometry: BaseGeometry) -> list[BaseGeometry]:
+    """The non-empty Polygons inside `geometry`, however deep its collections nest."""
+    if geometry.is_empty:
+        return []
+    if geometry.geom_type == "Polygon":
+        return [geometry]
+    parts = getattr(geometry, "geoms", ())
+    return [p for part in parts for p in _polygonal_parts(part)]
 
 
 def _ring(ring: Any, where: str) -> list[list[float]]:
@@ -243,17 +330,27 @@ def _ring(ring: Any, where: str) -> list[list[float]]:
         if (not isinstance(position, list) or len(position) < 2
                 or not all(isinstance(v, int | float) and not isinstance(v, bool)
                            for v in position)):
-            raise InvalidInput(f"{where}: position {position!r} is not [longitude, latitude]")
-        lon, lat = float(position[0]), float(position[1])
+            raise InvalidInput(f"{where}: position {_short(position)} is not "
+                               "[longitude, latitude]")
+        try:
+            lon, lat = float(position[0]), float(position[1])
+        except OverflowError:  # an integer of more than 308 digits
+            lon = lat = math.inf
         if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180
                 and -90 <= lat <= 90):
-            raise InvalidInput(f"{where}: position {position!r} is outside longitude -180..180 "
-                               "or latitude -90..90", "GeoJSON positions are [longitude, latitude]")
+            raise InvalidInput(f"{where}: position {_short(position)} is outside longitude "
+                               "-180..180 or latitude -90..90",
+                               "GeoJSON positions are [longitude, latitude]")
         out.append([lon, lat])
     if out[0] != out[-1]:
         raise InvalidInput(f"{where}: a ring is not closed",
                            "repeat the first position at the end of the ring")
     return out
+
+
+def _short(value: Any) -> str:
+    text = reprlib.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def read_areas_geojson(path: Path, options: GeoJSONMapping) -> list[Area]:
