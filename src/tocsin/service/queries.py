@@ -42,8 +42,9 @@ TIMELINES_KEPT = 20_000
 ARCHIVE_REACH = timedelta(days=30)
 """How far back from an instant an area's closed history is first read for its recent
 periods (then four times as far, and so on)."""
-AROUND_KEPT = 2_048
-"""Per-area worlds with closed history (`World.around`) kept by one world."""
+AROUND_KEPT = 64
+"""Per-area worlds with closed history (`World.around`) kept by one world: enough for the
+questions of one page (its documents are cached, not these)."""
 
 
 _TICK = timedelta(microseconds=1)
@@ -371,9 +372,12 @@ class World:
         assert self.archive is not None
         code = self.tree.get(code).code
         chain = [code, *self.tree.ancestors(code)]
+        # Closed history has no boundary after the last closed end: read back from there.
+        newest = self.archive.ended(chain)
+        anchor = min(at, self.archive.until, newest if newest is not None else at)
         reach = ARCHIVE_REACH
         while True:
-            since = min(at, self.archive.until) - reach
+            since = anchor - reach
             complete = self.archive.complete_after(chain, since)
             world = self.around(code, None if complete else since)
             periods, truncated = world.periods_around(key, code, at, before)
