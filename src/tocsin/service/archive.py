@@ -71,7 +71,8 @@ class Archive:
         """Keys of the schemes with a published declaration when the archive was opened."""
         self.last_end = last_end
         """When the last declaration over by `until` ended."""
-        self._ends: _Kept[str, tuple[list[datetime], list[str]]] = _Kept(KEPT_AREAS)
+        self._ends: _Kept[str, tuple[list[datetime], list[str], dict[str, list[str]]]] = (
+            _Kept(KEPT_AREAS))
         self._by_id: _Kept[str, Declaration] = _Kept(KEPT_DECLARATIONS)
         self._replacers: _Kept[str, list[str]] = _Kept(KEPT_DECLARATIONS)
         self._holding: _Kept[datetime, dict[str, Declaration]] = _Kept(KEPT_INSTANTS)
@@ -82,13 +83,16 @@ class Archive:
             return cls(engine, until, records.published_schemes(conn),
                        records.last_end_by(conn, until))
 
-    def _closed(self, code: str) -> tuple[list[datetime], list[str]]:
-        """When each closed declaration naming `code` ended (ascending), and its id."""
+    def _closed(self, code: str) -> tuple[list[datetime], list[str], dict[str, list[str]]]:
+        """When each closed declaration naming `code` ended (ascending), its id, and the ids
+        of the declarations replacing them (by what they replace)."""
         found = self._ends.get(code)
         if found is None:
             with reading(self.engine) as conn:
                 pairs = records.closed_of(conn, code, self.until)
-            found = ([end for end, _ in pairs], [key for _, key in pairs])
+                keys = [key for _, key in pairs]
+                replacing = records.replacing_of(conn, keys)
+            found = ([end for end, _ in pairs], keys, replacing)
             self._ends.put(code, found)
         return found
 
@@ -98,20 +102,16 @@ class Archive:
         given), with the declarations replacing them (which say when they ended)."""
         ids: list[str] = []
         for code in codes:
-            ends, keys = self._closed(code)
-            ids += keys[bisect_right(ends, since):] if since is not None else keys
-        if not ids:
-            return {}
-        found = self.declarations(ids)
-        with reading(self.engine) as conn:
-            replacers = records.load_replacers(conn, list(found))
-        found.update({k: r for k, r in replacers.items() if r.is_published})
-        return found
+            ends, keys, replacing = self._closed(code)
+            chosen = keys[bisect_right(ends, since):] if since is not None else keys
+            ids += chosen
+            ids += [r for key in chosen for r in replacing.get(key, ())]
+        return self.declarations(dict.fromkeys(ids)) if ids else {}
 
     def complete_after(self, codes: Iterable[str], since: datetime) -> bool:
         """Whether no closed declaration naming any of `codes` ended at or before `since`
         (then `naming(codes, since)` is all there is)."""
-        return all(not ends or ends[0] > since for ends, _ in map(self._closed, codes))
+        return all(not ends or ends[0] > since for ends, _, _ in map(self._closed, codes))
 
     def declarations(self, ids: Iterable[str]) -> dict[str, Declaration]:
         """The published declarations among `ids` (any the store has, closed or not)."""
@@ -153,7 +153,7 @@ class Archive:
 
     def ended(self, codes: Iterable[str]) -> datetime | None:
         """When the last closed declaration naming any of `codes` ended."""
-        return max((ends[-1] for ends, _ in map(self._closed, codes) if ends), default=None)
+        return max((ends[-1] for ends, _, _ in map(self._closed, codes) if ends), default=None)
 
     def ended_after(self, after: datetime) -> set[str]:
         """The areas named by a closed declaration that ended after `after`."""

@@ -446,20 +446,31 @@ def insert_cancellation(conn: Connection, declaration_id: str, c: Cancellation) 
 def settle_ends(conn: Connection, ids: Sequence[str]) -> None:
     """Write when each of the published declarations `ids` stops holding (`ends_at`): the
     earliest of its expiry, its cancellation and the start of the first published
-    declaration replacing it (as `declaration.end_of`); NULL when none of these exists."""
+    declaration replacing it (as `declaration.end_of`); NULL when none of these exists.
+
+    Rows are found by id and their status tested here: a status test beside a list of ids
+    can make the database read every row of that status."""
     d, c, r = t.declarations, t.cancellations, t.declaration_replaces
-    by = d.alias("replacing")
+    published = Status.PUBLISHED.value
     wanted = sorted(set(ids))
     ends: dict[str, list[datetime]] = {
         key: [expires] if expires is not None else []
-        for key, expires in conn.execute(select(d.c.id, d.c.expires_at).where(
-            d.c.id.in_(wanted), d.c.status == Status.PUBLISHED.value))}
-    found = [*conn.execute(select(c.c.declaration_id, c.c.at)
-                           .where(c.c.declaration_id.in_(list(ends)))),
-             *conn.execute(select(r.c.replaces_id, by.c.effective_at)
-                           .join(by, by.c.id == r.c.declaration_id)
-                           .where(r.c.replaces_id.in_(list(ends)),
-                                  by.c.status == Status.PUBLISHED.value))]
+        for key, status, expires in conn.execute(
+            select(d.c.id, d.c.status, d.c.expires_at).where(d.c.id.in_(wanted)))
+        if status == published}
+    if not ends:
+        return
+    found: list[tuple[str, datetime | None]] = [
+        (key, at) for key, at in conn.execute(select(c.c.declaration_id, c.c.at)
+                                              .where(c.c.declaration_id.in_(list(ends))))]
+    replacing = list(conn.execute(select(r.c.replaces_id, r.c.declaration_id)
+                                  .where(r.c.replaces_id.in_(list(ends)))))
+    if replacing:
+        starts = {key: start for key, status, start in conn.execute(
+            select(d.c.id, d.c.status, d.c.effective_at)
+            .where(d.c.id.in_(sorted({new for _, new in replacing}))))
+            if status == published}
+        found += [(old, starts[new]) for old, new in replacing if new in starts]
     for key, at in found:
         if at is not None:
             ends[key].append(at)
@@ -624,6 +635,18 @@ def published_ids_from(conn: Connection, prefix: str, limit: int) -> list[str]:
     query = (select(d.c.id).where(d.c.status == Status.PUBLISHED.value, d.c.id >= prefix)
              .order_by(d.c.id).limit(limit))
     return [key for key in conn.execute(query).scalars() if key.startswith(prefix)]
+
+
+def replacing_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[str]]:
+    """For each of `ids` that something replaces, the ids of the declarations replacing it
+    (of any status: the caller reads the published ones)."""
+    r = t.declaration_replaces
+    out: dict[str, list[str]] = {}
+    for chunk in _chunks(list(ids), ID_CHUNK):
+        for old, new in conn.execute(select(r.c.replaces_id, r.c.declaration_id)
+                                     .where(r.c.replaces_id.in_(list(chunk)))):
+            out.setdefault(old, []).append(new)
+    return out
 
 
 def replacing_ids(conn: Connection, declaration_id: str) -> list[str]:
