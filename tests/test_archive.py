@@ -200,3 +200,13 @@ def test_the_history_form_lists_the_top_of_a_large_tree(engine: Engine) -> None:
     chosen = deep[0]
     body = snap.site.render("/en/history", [("area", chosen)]).body.decode()
     assert f'value="{chosen}" selected' in body
+
+
+def test_an_offset_past_the_end_is_an_empty_page_however_large(engine: Engine) -> None:
+    january(engine)
+    snap = build(engine, config=CONFIG)
+    huge = "9" * 40  # past any database integer
+    doc = snap.site.render("/api/v1/declarations", [("offset", huge)])
+    assert b'"items":[]' in doc.body.replace(b" ", b"")
+    page = snap.site.render("/en/history", [("offset", huge)]).body.decode()
+    assert 'data-declaration="' not in page

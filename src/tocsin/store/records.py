@@ -622,6 +622,8 @@ def published_page(conn: Connection, *, scheme: str | None, codes: Sequence[str]
         chosen = rows[offset:] if limit is None else rows[offset:offset + limit]
         return len(rows), [row[0] for row in chosen]
     total = int(conn.execute(select(func.count()).select_from(d).where(*wanted)).scalar_one())
+    if offset >= total:  # past the end (also an offset too large for the database's integers)
+        return total, []
     query = (select(d.c.id).where(*wanted)
              .order_by(d.c.effective_at.desc(), d.c.id.desc()).offset(offset))
     if limit is not None:
