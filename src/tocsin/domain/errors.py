@@ -31,6 +31,10 @@ class Conflict(TocsinError):
     """The request is well-formed but the current state does not allow it."""
 
 
+class Unavailable(TocsinError):
+    """The database cannot take the change (read-only, full, or denied); nothing was written."""
+
+
 class Unauthenticated(TocsinError):
     """The request names no one, or credentials that do not hold."""
 

@@ -15,11 +15,13 @@ from tocsin.domain.errors import (
     RateLimited,
     TocsinError,
     Unauthenticated,
+    Unavailable,
 )
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          405: "method_not_allowed", 409: "conflict", 413: "too_large",
-         415: "unsupported_media_type", 429: "too_many_requests", 500: "internal_error"}
+         415: "unsupported_media_type", 429: "too_many_requests", 500: "internal_error",
+         503: "unavailable"}
 
 
 class Refusal(TocsinError):
@@ -44,6 +46,8 @@ def status_of(error: TocsinError) -> int:
         return 403
     if isinstance(error, RateLimited):
         return 429
+    if isinstance(error, Unavailable):
+        return 503
     return 400
 
 

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 
-from tocsin.domain.errors import Conflict
+from tocsin.domain.errors import Conflict, Unavailable
 from tocsin.store import tables
 
 WRITE = "tocsin_write"
@@ -24,29 +26,142 @@ WRITE = "tocsin_write"
 
 def connect(url: str) -> Engine:
     """An engine for `url`. SQLite gets WAL, foreign keys, a busy timeout, and writes that
-    take the write lock at BEGIN so that two writers never dead-lock on an upgrade."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+    take the write lock at BEGIN so that two writers never dead-lock on an upgrade.
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+    Opening writes nothing to a database that cannot be written (a file:…?mode=ro URL, a
+    read-only file or folder, a read-only PostgreSQL), so that reading commands work on a
+    backup; a write to it, or to a full disk, raises `Unavailable` naming the fix."""
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        shown = str(_sqlite_path(parsed) or shown)
+        _make_folder(parsed)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "do_connect", _open_sqlite)
+        event.listen(engine, "connect", _set_up_sqlite)
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
             immediate = connection.get_execution_options().get(WRITE, False)
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        refusal = store_refusal(context.original_exception, shown)
+        if refusal is not None:
+            raise refusal from context.original_exception
+
+    return engine
+
+
+def _sqlite_path(parsed: URL) -> Path | None:
+    """The file of an SQLite URL, plain or file: URI; None in memory."""
+    database = parsed.database or ""
+    if parsed.query.get("uri") in ("true", "1") and database.startswith("file:"):
+        database = unquote(urlsplit(database).path)
+    if not database or database == ":memory:" or parsed.query.get("mode") == "memory":
+        return None
+    return Path(database).expanduser()
+
+
+def _make_folder(parsed: URL) -> None:
+    """Create the database's folder, unless the URL only reads (mode=ro, immutable=1)."""
+    path = _sqlite_path(parsed)
+    if path is None or parsed.query.get("mode") == "ro" or parsed.query.get("immutable") == "1":
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise Unavailable(f"cannot create the folder {path.parent} of the database "
+                          f"({error.strerror})",
+                          "create it, or point TOCSIN_DATABASE_URL elsewhere") from error
+
+
+def _open_sqlite(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+                 ) -> sqlite3.Connection:
+    """Open the file; a WAL database in a folder we may not write (a read-only backup)
+    cannot get its -shm index, so it is opened immutable, which is exact while no -wal
+    file holds changes: none can, as no writer could make its index there either."""
+    connection: sqlite3.Connection = dialect.loaded_dbapi.connect(*cargs, **cparams)
+    try:
+        connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.OperationalError as error:
+        connection.close()
+        if getattr(error, "sqlite_errorname", "") != "SQLITE_READONLY_DIRECTORY":
+            raise
+        filename = str(cargs[0])
+        if cparams.get("uri"):
+            path = unquote(urlsplit(filename).path)
+            target = f"{filename}{'&' if '?' in filename else '?'}immutable=1"
+        else:
+            path = filename
+            target = f"file:{quote(str(Path(filename).absolute()))}?immutable=1"
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise Unavailable(
+                f"the SQLite database {path} has changes in {wal} that cannot be read "
+                "without writing an index beside them, and its folder is read-only",
+                "copy the database with its -wal file to a writable folder and read "
+                "the copy") from error
+        connection = dialect.loaded_dbapi.connect(target, **{**cparams, "uri": True})
+    return connection
+
+
+def _set_up_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            # A read-only database is read in the journal mode it has.
+            if not getattr(error, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+                raise
+    cursor.close()
+
+
+def store_refusal(error: BaseException, url: str) -> Unavailable | None:
+    """The refusal for a database that cannot be written (read-only, full, denied), or
+    None for any other error. The transaction it broke is rolled back by its caller."""
+    name = getattr(error, "sqlite_errorname", None)
+    if name is not None:
+        detail = str(error)
+        if name.startswith("SQLITE_READONLY"):
+            return Unavailable(
+                f"the database at {url} is read-only ({detail}), so nothing was written",
+                "reading commands such as 'tocsin status' and 'tocsin audit verify' work "
+                "on it; to change it, let this user write the file and its folder, and "
+                "leave mode=ro or immutable=1 out of TOCSIN_DATABASE_URL")
+        if name == "SQLITE_FULL":
+            return Unavailable(f"the disk of the database at {url} is full ({detail}), so "
+                               "nothing was written", "free space on it and run it again")
+        if name == "SQLITE_CANTOPEN":
+            return Unavailable(f"the database at {url} cannot be opened ({detail})",
+                               "check that the file exists and that this user may read "
+                               "it and write its folder")
+        return None
+    state = getattr(error, "sqlstate", None)
+    diag = getattr(error, "diag", None)
+    detail = (getattr(diag, "message_primary", None) or str(error)).strip()
+    if state == "25006":
+        return Unavailable(
+            f"the database at {url} is read-only ({detail}), so nothing was written",
+            "reading commands such as 'tocsin status' and 'tocsin audit verify' work on "
+            "it; to change it, connect to the primary server, or turn off "
+            "default_transaction_read_only for the database or its role")
+    if state == "53100":
+        return Unavailable(f"the disk of the database at {url} is full ({detail}), so "
+                           "nothing was written", "free space on the database server's "
+                           "disk and run it again")
+    if state == "42501":
+        return Unavailable(f"the database role of {url} lacks a privilege ({detail}), so "
+                           "nothing was written", "grant it to the role, or connect as "
+                           "the role that ran 'tocsin init'")
+    return None
 
 
 def _alembic_config(connection: Connection) -> Config:
