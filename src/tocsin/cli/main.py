@@ -23,14 +23,14 @@ from tocsin.cli.people import tokens_app, users_app
 from tocsin.cli.prune import prune
 from tocsin.cli.schemes import app as schemes_app
 from tocsin.domain.declaration import Declaration, DeclarationRequest, Statement
-from tocsin.domain.errors import InvalidInput
+from tocsin.domain.errors import InvalidInput, Unavailable
 from tocsin.domain.times import iso
 from tocsin.ingest.declarations import parse_declaration, read_change_file
 from tocsin.ingest.document import Document, is_text
 from tocsin.render import data
 from tocsin.render.explain import explain as explain_text
 from tocsin.service import commands, queries
-from tocsin.store.database import check_current
+from tocsin.store.database import check_current, check_writable
 from tocsin.web.publish import Published
 from tocsin.web.publish import publish as publish_mirror
 from tocsin.web.serve import serve_http
@@ -362,6 +362,13 @@ def serve(
     A notification worker runs beside the server unless --no-worker."""
     with ctx.refusals():
         check_current(ctx.engine())
+        if not no_worker:
+            try:
+                check_writable(ctx.engine(), "the notification worker beside the server "
+                               "writes")
+            except Unavailable as error:
+                raise Unavailable(error.problem, "to serve a read-only copy, add --no-worker "
+                                  "(pages and the API answer; changes are refused)") from error
         serve_http(ctx.engine(), host=host, port=port, workers=workers,
                    notifier=None if no_worker else serve_worker)
 

@@ -25,7 +25,7 @@ from tocsin.domain.notify import Channel, DeliveryStatus, Subscription, Subscrip
 from tocsin.domain.times import iso
 from tocsin.notify.worker import Tuning, run_forever
 from tocsin.service import deliveries, subscriptions
-from tocsin.store.database import check_current, connect
+from tocsin.store.database import check_current, check_writable, connect
 from tocsin.web.websub import StoreFeeds
 
 subscriptions_app = typer.Typer(
@@ -329,6 +329,7 @@ def worker(
     with ctx.refusals():
         engine = ctx.engine()
         check_current(engine)
+        check_writable(engine, "the worker writes")
         config = ctx.current_settings()
     url = engine.url.render_as_string(hide_password=True)
     ctx.console.print(f"tocsin worker is delivering notifications from {url} "

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 from tocsin.domain.errors import Conflict, Unavailable
@@ -197,6 +197,19 @@ def check_current(engine: Engine) -> None:
             f"the database is at migration {current}, this tocsin needs {head}",
             "run 'tocsin init' to upgrade it",
         )
+
+
+def check_writable(engine: Engine, why: str) -> None:
+    """Refuse, before a long-running writer starts, a database it cannot write: tries an
+    update of the state row and rolls it back, so nothing is written either way."""
+    try:
+        with (engine.connect().execution_options(**{WRITE: True}) as connection,
+              connection.begin() as transaction):
+            connection.execute(update(tables.state).where(tables.state.c.id == 1)
+                               .values(version=tables.state.c.version))
+            transaction.rollback()
+    except Unavailable as error:
+        raise Unavailable(f"{why}, but {error.problem}", error.fix) from error
 
 
 @cache
