@@ -72,7 +72,9 @@ def check_grid(row: object, col: object, where: str) -> tuple[int, int] | None:
     texts = ["" if v is None else str(v).strip() for v in (row, col)]
     if not any(texts):
         return None
-    if not all(t.isdigit() and int(t) < 100 for t in texts):
+    # isascii: '²' is a digit to isdigit but not to int; length first: int() refuses 4,301
+    # digits and more.
+    if not all(t.isascii() and t.isdigit() and len(t.lstrip("0")) <= 2 for t in texts):
         raise InvalidInput(f"{where}: grid position ({texts[0]!r}, {texts[1]!r}) is not valid",
                            "give grid_row and grid_col together, as whole numbers 0-99")
     return int(texts[0]), int(texts[1])

@@ -17,6 +17,7 @@ A change document holds one or more declarations that are published together:
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -94,6 +95,13 @@ def read_change_file(path: Path, *, default_sender: str) -> list[DeclarationRequ
             raise InvalidInput(f"file {str(path)!r} does not exist", "check the path") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InvalidInput(f"{path}: not valid JSON: {error}", "fix the syntax") from None
+        except ValueError:  # an integer past Python's int_max_str_digits
+            raise InvalidInput(f"{path}: holds an integer of more than "
+                               f"{sys.get_int_max_str_digits():,} digits",
+                               "shorten it") from None
+        except RecursionError:
+            raise InvalidInput(f"{path}: arrays or objects nest too deeply",
+                               "flatten the document") from None
     else:
         document = read_toml(path)
     return parse_change(document, str(path), default_sender=default_sender)

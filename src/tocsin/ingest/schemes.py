@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from importlib.resources import files
@@ -35,6 +36,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise InvalidInput(f"{path}: not valid TOML: {error}", "fix the syntax") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{path}: is not UTF-8 text", "save it as UTF-8") from None
+    except ValueError:  # an integer past Python's int_max_str_digits
+        raise InvalidInput(f"{path}: holds an integer of more than "
+                           f"{sys.get_int_max_str_digits():,} digits", "shorten it") from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: arrays or inline tables nest too deeply",
+                           "flatten the document") from None
 
 
 def parse_scheme(document: Mapping[str, Any], source: str) -> Scheme:

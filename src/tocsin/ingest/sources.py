@@ -42,6 +42,8 @@ MAP_HINT = ('use "awareness_level", "parameter:NAME", "event_code:NAME" (an even
             'valueName) or "severity"')
 AREAS_HINT = 'use "geocode:NAME" (a geocode valueName, e.g. "geocode:EMMA_ID") or "fixed"'
 Trust = Literal["any", "pinned"]
+MAX_CERTIFICATE_BYTES = 1024 * 1024
+"""A PEM file of a certificate chain is a few kilobytes."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,14 @@ def _certificates(table: Document, base: Path) -> tuple[bytes, ...]:
         key = f"certificates[{number}]"
         path = base / name
         try:
+            # /dev/zero or a named pipe would be read for ever: only a regular file of a
+            # certificate's size is read.
+            if path.exists() and not path.is_file():
+                table.fail(key, f"{str(path)!r} is not a regular file",
+                           "give the path of a PEM certificate file")
+            if path.exists() and path.stat().st_size > MAX_CERTIFICATE_BYTES:
+                table.fail(key, f"file {str(path)!r} is larger than "
+                           f"{MAX_CERTIFICATE_BYTES // 1024} KiB", "give a PEM certificate file")
             pem = path.read_bytes()
         except FileNotFoundError:
             table.fail(key, f"file {str(path)!r} does not exist",
@@ -245,6 +255,8 @@ def _certificates(table: Document, base: Path) -> tuple[bytes, ...]:
         except OSError as error:
             table.fail(key, f"file {str(path)!r} cannot be read: {error.strerror}",
                        "give the path of a readable PEM certificate")
+        except ValueError:  # a NUL character, which no path can hold
+            table.fail(key, f"{name!r} is not a path", "give the path of a PEM certificate")
         try:
             x509.load_pem_x509_certificates(pem)
         except ValueError:
