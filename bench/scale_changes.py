@@ -4,6 +4,7 @@ mirror (`tocsin publish --to`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -123,15 +124,24 @@ class Changer:
 
     # -- the burst -----------------------------------------------------------------------------
 
-    def burst(self, database_url: str, count: int, areas: list[str]) -> Burst:
+    def burst(self, database_url: str, count: int, areas: list[str], *,
+              paced: bool = False) -> Burst:
         command = [sys.executable, str(WRITER), "--database-url", database_url, "--count",
                    str(count), "--areas", ",".join(areas), "--token", f"burst{self.count}"]
+        self.count += 1
         for area, declaration_id in self.chain.items():
             if area in areas:
                 command += ["--replace", f"{area}={declaration_id}:{self.levels[area]}"]
         # Not niced: on a shared machine a niced writer starves behind other people's work.
         # wrk, on the same core, needs only a part of it while the server is the bottleneck.
-        return Burst(command, self.env, self.folder)
+        return Burst(command + (["--paced"] if paced else []), self.env, self.folder)
+
+    def paced(self, database_url: str, count: int, area: str) -> Paced:
+        """A writer that stays up and makes one change on `area` when asked: a latency
+        sample then times the commit, not the CLI's start-up and exit (the exit alone, a
+        last WAL checkpoint and the interpreter's teardown, takes about 0.4 s of the core
+        the reads are made from)."""
+        return Paced(self, self.burst(database_url, count, [area], paced=True))
 
     # -- the mirror ----------------------------------------------------------------------------
 
@@ -169,6 +179,36 @@ class Changer:
             out.details["scan"] = {"written": out.written, "removed": removed,
                                    "files": len(after)}
         return out
+
+
+class Paced:
+    """The paced writer: `next` makes one change and answers when it has committed."""
+
+    def __init__(self, changer: Changer, writer: Burst) -> None:
+        self.changer, self.writer = changer, writer
+
+    def next(self, timeout: float) -> Declared:
+        writer = self.writer
+        assert writer.child.stdin is not None
+        began = time.monotonic()
+        writer.child.stdin.write(b"next\n")
+        writer.child.stdin.flush()
+        line = writer._line(timeout)
+        acked = time.monotonic()
+        if not line or not line.startswith("{"):
+            raise BenchFailure(f"the paced writer gave {line!r}: "
+                               f"{writer.failure() or 'see ' + str(writer.log)}")
+        made = json.loads(line)
+        self.changer.chain[made["area"]] = made["id"]
+        self.changer.levels[made["area"]] = made["level"]
+        return Declared(made["id"], made["level"], acked, acked - began)
+
+    def close(self) -> None:
+        if self.writer.child.stdin is not None:
+            self.writer.child.stdin.close()  # end of input: the writer stops
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.writer.child.wait(10)
+        self.writer.close()
 
 
 @dataclass

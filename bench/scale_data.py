@@ -244,8 +244,8 @@ def insert_history(database_url: str, count: int, rows: Sequence[dict[str, str]]
                 "created_at": p.published, "created_by": ACTOR, "published_at": p.published,
                 "published_by": ACTOR, "revision": 1, "submitted_at": None,
                 "break_glass": None, "cap_sender": "tocsin", "ends_at": p.ends})
-            links += [{"declaration_id": p.id, "area_code": code, "position": i}
-                      for i, code in enumerate(p.areas)]
+            links += [{"declaration_id": p.id, "area_code": code, "position": i,
+                       "ends_at": p.ends} for i, code in enumerate(p.areas)]
             if p.replaces is not None:
                 replaces.append({"declaration_id": p.id, "replaces_id": p.replaces,
                                  "position": 0})

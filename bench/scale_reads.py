@@ -127,12 +127,13 @@ def latency(s: Served) -> Result:
     samples: list[float] = []
     parts: list[dict[str, Any]] = []
     timed_out: Figure | None = None
+    writer = s.changes.paced(s.database_url, s.budget.samples, REGION)
     began = time.monotonic()
     try:
         for i in range(s.budget.samples):
             if time.monotonic() - began > s.budget.changes_budget:
                 break
-            declared = s.changes.regional(REGION, f"latency {i + 1}")
+            declared = writer.next(s.budget.sample_timeout)
             checks = {page: contains(declared.id),
                       s.levels_path: area_level_is(REGION, declared.level)}
             waited = wait_until(client, checks, declared.acked, timeout=s.budget.sample_timeout)
@@ -147,16 +148,17 @@ def latency(s: Served) -> Result:
             samples.append(waited.last * 1000)
             time.sleep(0.2)
     finally:
+        writer.close()
         client.close()
     declare_s = sorted(p["declare_s"] for p in parts)
     details = {"samples_ms": [round(x, 1) for x in samples], "parts": parts,
-               "declare_cli_p50_s": declare_s[len(declare_s) // 2] if declare_s else None}
+               "declare_p50_s": declare_s[len(declare_s) // 2] if declare_s else None}
     if not samples:
         return timed_out or Figure.failed("no sample"), details
     p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
     s.say(f"  regional change -> {page} and {s.levels_path}: n={len(samples)} p50 {p50:.0f} "
-          f"ms, p99 {p99:.0f} ms, max {max(samples):.0f} ms (the CLI took p50 "
-          f"{details['declare_cli_p50_s']:.2f} s to commit and answer)")
+          f"ms, p99 {p99:.0f} ms, max {max(samples):.0f} ms, from each commit of a writer "
+          f"that stays up (a change took p50 {details['declare_p50_s']:.2f} s to commit)")
     if timed_out is not None:
         return timed_out, details
     note = "" if len(samples) >= 30 else f"n={len(samples)}"
@@ -181,6 +183,7 @@ def consistency(s: Served) -> Result:
     worst: Waited | None = None
     rounds: list[dict[str, Any]] = []
     undrawn: list[str] = []
+    writer = s.changes.paced(s.database_url, s.budget.rounds, REGION)
     began = time.monotonic()
     try:
         for r in range(s.budget.rounds):
@@ -194,7 +197,7 @@ def consistency(s: Served) -> Result:
             maps[f"/map/{SCHEME}.svg"] = "en"
             badge = f"/badge/{SCHEME}/{REGION}.svg"
             before = {path: client.get(path) for path in [*overviews, *maps, badge]}
-            declared = s.changes.regional(REGION, f"consistency {r + 1}")
+            declared = writer.next(s.budget.command_timeout)
             checks: dict[str, Check] = {p: etag_differs(before[p].etag)
                                         for p in [*overviews, badge]}
             for path, lang in maps.items():
@@ -228,6 +231,7 @@ def consistency(s: Served) -> Result:
             if waited.timed_out:
                 break
     finally:
+        writer.close()
         client.close()
     details: dict[str, Any] = {"rounds": rounds, "maps_without_region": sorted(set(undrawn))}
     if undrawn:

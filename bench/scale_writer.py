@@ -5,7 +5,9 @@ previous one on its region (`--replace AREA=ID:LEVEL` names the one in force bef
 burst) and alternates high and moderate, so every one changes a level.
 
 Prints `ready` once connected, waits for a line on standard input, then prints one JSON line
-per change and `done`. Run by bench/scale.py; not meant to be run by hand.
+per change and `done`. With `--paced`, it makes one change per line read instead (until end of
+input), so that the latency samples time a commit, not a command's start-up and exit. Run by
+bench/scale.py; not meant to be run by hand.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main() -> int:
     parser.add_argument("--token", required=True, help="marks the headlines of this burst")
     parser.add_argument("--replace", action="append", default=[],
                         help="AREA=ID:LEVEL, the declaration in force on AREA (repeat)")
+    parser.add_argument("--paced", action="store_true",
+                        help="one change per line of standard input, until its end")
     args = parser.parse_args()
     areas = args.areas.split(",")
     previous: dict[str, str] = {}
@@ -47,8 +51,11 @@ def main() -> int:
         previous[area], _, current[area] = rest.partition(":")
     engine = connect(args.database_url)
     print("ready", flush=True)
-    sys.stdin.readline()
+    if not args.paced:
+        sys.stdin.readline()
     for i in range(args.count):
+        if args.paced and not sys.stdin.readline():
+            break
         area = areas[i % len(areas)]
         level = "moderate" if current.get(area) == "high" else "high"
         body: dict[str, object] = {"scheme": SCHEME, "level": level, "areas": [area],

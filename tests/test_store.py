@@ -15,8 +15,8 @@ from tocsin.store.database import connect, migrate
 def test_migrations_build_exactly_the_declared_tables(empty_db_url: str) -> None:
     engine = connect(empty_db_url)
     before, after = migrate(engine)
-    assert before is None and after == "0007"
-    assert migrate(engine) == ("0007", "0007")
+    assert before is None and after == "0008"
+    assert migrate(engine) == ("0008", "0008")
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), tables.metadata)
     assert diff == []

@@ -11,7 +11,6 @@ kept (bounded) for the life of the process.
 from __future__ import annotations
 
 import threading
-from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -24,8 +23,8 @@ from tocsin.store import records
 from tocsin.store.database import reading
 
 KEPT_AREAS = 4_096
-"""Areas whose closed declarations' ends and ids are kept (the country's and the regions'
-are asked for by every page beneath them, so they stay)."""
+"""Areas whose closed history's first and last end are kept, and windows of it (the
+country's and the regions' are asked for by every page beneath them, so they stay)."""
 KEPT_DECLARATIONS = 50_000
 SUGGESTED = 1_000
 """Ids read to suggest what an unknown id may have meant."""
@@ -71,7 +70,8 @@ class Archive:
         """Keys of the schemes with a published declaration when the archive was opened."""
         self.last_end = last_end
         """When the last declaration over by `until` ended."""
-        self._ends: _Kept[str, tuple[list[datetime], list[str], dict[str, list[str]]]] = (
+        self._spans: _Kept[str, tuple[datetime | None, datetime | None]] = _Kept(KEPT_AREAS)
+        self._windows: _Kept[tuple[str, datetime | None], tuple[list[str], list[str]]] = (
             _Kept(KEPT_AREAS))
         self._by_id: _Kept[str, Declaration] = _Kept(KEPT_DECLARATIONS)
         self._replacers: _Kept[str, list[str]] = _Kept(KEPT_DECLARATIONS)
@@ -83,17 +83,31 @@ class Archive:
             return cls(engine, until, records.published_schemes(conn),
                        records.last_end_by(conn, until))
 
-    def _closed(self, code: str) -> tuple[list[datetime], list[str], dict[str, list[str]]]:
-        """When each closed declaration naming `code` ended (ascending), its id, and the ids
-        of the declarations replacing them (by what they replace)."""
-        found = self._ends.get(code)
+    def _span(self, code: str) -> tuple[datetime | None, datetime | None]:
+        """When the first and the last closed declaration naming `code` ended."""
+        found = self._spans.get(code)
         if found is None:
             with reading(self.engine) as conn:
-                pairs = records.closed_of(conn, code, self.until)
-                keys = [key for _, key in pairs]
-                replacing = records.replacing_of(conn, keys)
-            found = ([end for end, _ in pairs], keys, replacing)
-            self._ends.put(code, found)
+                found = records.closed_span(conn, code, self.until)
+            self._spans.put(code, found)
+        return found
+
+    def _closed(self, code: str, since: datetime | None) -> tuple[list[str], list[str]]:
+        """The ids of the closed declarations naming `code` (that ended after `since`, if
+        given), and of the declarations replacing them. A region under years of history
+        reads only the window asked for."""
+        found = self._windows.get((code, since))
+        if found is None:
+            first, _ = self._span(code)
+            if first is None:
+                found = ([], [])
+            else:
+                with reading(self.engine) as conn:
+                    keys = [key for _, key in records.closed_of(conn, code, self.until,
+                                                                 since)]
+                    replacing = records.replacing_of(conn, keys) if keys else {}
+                found = (keys, [r for key in keys for r in replacing.get(key, ())])
+            self._windows.put((code, since), found)
         return found
 
     def naming(self, codes: Iterable[str],
@@ -102,16 +116,15 @@ class Archive:
         given), with the declarations replacing them (which say when they ended)."""
         ids: list[str] = []
         for code in codes:
-            ends, keys, replacing = self._closed(code)
-            chosen = keys[bisect_right(ends, since):] if since is not None else keys
-            ids += chosen
-            ids += [r for key in chosen for r in replacing.get(key, ())]
+            keys, replacing = self._closed(code, since)
+            ids += keys
+            ids += replacing
         return self.declarations(dict.fromkeys(ids)) if ids else {}
 
     def complete_after(self, codes: Iterable[str], since: datetime) -> bool:
         """Whether no closed declaration naming any of `codes` ended at or before `since`
         (then `naming(codes, since)` is all there is)."""
-        return all(not ends or ends[0] > since for ends, _, _ in map(self._closed, codes))
+        return all(first is None or first > since for first, _ in map(self._span, codes))
 
     def declarations(self, ids: Iterable[str]) -> dict[str, Declaration]:
         """The published declarations among `ids` (any the store has, closed or not)."""
@@ -153,7 +166,8 @@ class Archive:
 
     def ended(self, codes: Iterable[str]) -> datetime | None:
         """When the last closed declaration naming any of `codes` ended."""
-        return max((ends[-1] for ends, _, _ in map(self._closed, codes) if ends), default=None)
+        return max((last for _, last in map(self._span, codes) if last is not None),
+                   default=None)
 
     def ended_after(self, after: datetime) -> set[str]:
         """The areas named by a closed declaration that ended after `after`."""

@@ -137,6 +137,9 @@ declaration_areas = Table(
     Column("declaration_id", String(40), ForeignKey("declarations.id"), primary_key=True),
     Column("area_code", String(64), ForeignKey("areas.code"), primary_key=True, index=True),
     Column("position", Integer, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=True),
+    # The declaration's `ends_at` again, so that an area's closed history is one index range.
+    Index("ix_declaration_areas_area_code_ends_at", "area_code", "ends_at"),
 )
 
 declaration_replaces = Table(
