@@ -16,7 +16,6 @@ from enum import StrEnum
 from typing import Any
 
 from lxml import etree
-from shapely.geometry import Polygon
 
 from tocsin.domain.area import Area, AreaTree
 from tocsin.domain.declaration import Declaration, Statement
@@ -204,6 +203,8 @@ def polygons_of(area: Area) -> list[str]:
 def _simplified(ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
     if len(ring) <= MAX_RING_POINTS:
         return ring
+    from shapely.geometry import Polygon  # here: most messages have no long ring
+
     polygon = Polygon(ring)
     minx, miny, maxx, maxy = polygon.bounds
     tolerance = max(maxx - minx, maxy - miny) / 10_000

@@ -18,8 +18,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from lxml import etree
-from shapely.geometry import Polygon
-from shapely.validation import explain_validity
 
 from tocsin.cap import xml as capxml
 from tocsin.domain.errors import unknown
@@ -337,6 +335,9 @@ def _polygon(doc: _Doc, element: Any) -> None:
                 f"{_show(points[0])} differs from the last {_show(points[-1])}; repeat the "
                 "first pair at the end")
     else:
+        from shapely.geometry import Polygon  # here: most messages have no polygon
+        from shapely.validation import explain_validity
+
         shape = Polygon([(lon, lat) for lat, lon in points])
         if not shape.is_valid:
             reason = explain_validity(shape)

@@ -18,16 +18,15 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pycountry
-from shapely.geometry import mapping, shape
-from shapely.geometry.base import BaseGeometry
-from shapely.ops import unary_union
-from shapely.validation import explain_validity, make_valid
 
 from tocsin.domain.area import Area, AreaKind, check_code
 from tocsin.domain.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 from tocsin.ingest.document import LANGUAGE
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -294,6 +293,11 @@ def _geometry(raw: Any, where: str, repair: bool) -> dict[str, Any] | None:
         flat.append([_ring(ring, where) for ring in polygon])
     clean = {"type": "MultiPolygon", "coordinates": flat} if len(flat) > 1 or raw["type"] == (
         "MultiPolygon") else {"type": "Polygon", "coordinates": flat[0]}
+    # shapely (with numpy) is imported when a shape is first read: most commands never do.
+    from shapely.geometry import mapping, shape
+    from shapely.ops import unary_union
+    from shapely.validation import explain_validity, make_valid
+
     geometry = shape(clean)
     if not geometry.is_valid:
         if not repair:

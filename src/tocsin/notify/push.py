@@ -17,7 +17,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from http_ece import ECEException  # type: ignore[import-untyped]
 from py_vapid import Vapid02, VapidException  # type: ignore[import-untyped]
 from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped]
@@ -25,7 +24,7 @@ from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped
 from tocsin.domain.errors import InvalidInput
 from tocsin.domain.notify import LEVELS_CHANGED, Job, Outcome
 from tocsin.service.keys import VapidKey
-from tocsin.service.outgoing import GuardedClient
+from tocsin.service.outgoing import GuardedClient, client_error
 from tocsin.service.targets import PRIVATE_FIX, PrivateAddress
 
 MAX_PLAINTEXT = 3993
@@ -106,7 +105,7 @@ class PushSender:
             return Outcome(False, f"refused: {error}; {PRIVATE_FIX}", permanent=True)
         except TimeoutError:
             return Outcome(False, f"timed out after {self._timeout:g} s")
-        except (aiohttp.ClientError, OSError) as error:
+        except (client_error(), OSError) as error:
             return Outcome(False, f"cannot reach the push service ({error!s})")
 
     async def close(self) -> None:

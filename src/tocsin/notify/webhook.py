@@ -18,12 +18,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tocsin.domain.notify import Job, Outcome
 from tocsin.notify import signing
-from tocsin.service.outgoing import GuardedClient
+from tocsin.service.outgoing import GuardedClient, client_error
 from tocsin.service.targets import PRIVATE_FIX, PrivateAddress
 
 USER_AGENT = "tocsin-webhooks/1"
@@ -64,7 +63,7 @@ class Poster:
             return Outcome(False, f"refused: {error}; {PRIVATE_FIX}", permanent=True)
         except TimeoutError:
             return Outcome(False, "timed out")
-        except aiohttp.ClientError as error:
+        except client_error() as error:
             return Outcome(False, f"could not connect: {error}"[:300])
         except OSError as error:
             return Outcome(False, f"network error: {error}"[:300])

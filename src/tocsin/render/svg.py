@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from shapely.geometry import MultiPolygon, Polygon, shape
-
 from tocsin.domain.area import Area
 from tocsin.domain.resolve import effective_levels
 from tocsin.domain.scheme import Level, Scheme
@@ -195,6 +193,8 @@ def _tiles(drawn: Sequence[_Drawn], languages: Sequence[str]) -> tuple[str, floa
 
 
 def _shapes(drawn: Sequence[_Drawn]) -> tuple[str, float, float]:
+    from shapely.geometry import shape  # here: only maps of areas with shapes need it
+
     geometries = [shape(d.area.geometry) for d in drawn]
     bounds = [g.bounds for g in geometries]
     west, south = min(b[0] for b in bounds), min(b[1] for b in bounds)
@@ -225,6 +225,8 @@ def _cos_degrees(degrees: float) -> float:
 
 def _path(geometry: Any, point: Callable[[float, float], tuple[str, str]]) -> str:
     """Path data for a (Multi)Polygon; rings that round to fewer than 3 points are dropped."""
+    from shapely.geometry import MultiPolygon, Polygon
+
     polygons = (list(geometry.geoms) if isinstance(geometry, MultiPolygon)
                 else [geometry] if isinstance(geometry, Polygon) else [])
     rings = []

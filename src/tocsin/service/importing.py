@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin
 
-import aiohttp
 from sqlalchemy import Connection, Engine, insert, select
 
 from tocsin.cap import xml as capxml
@@ -56,7 +55,7 @@ from tocsin.service.commands import (
     record_declaration,
     stamped,
 )
-from tocsin.service.outgoing import GuardedClient
+from tocsin.service.outgoing import GuardedClient, client_error
 from tocsin.service.targets import PRIVATE_FIX, PrivateAddress
 from tocsin.store import records
 from tocsin.store import tables as t
@@ -148,7 +147,7 @@ def _download(url: str, *, allow_private: bool) -> bytes:
     except TimeoutError:
         raise InvalidInput(f"{url}: no answer within {TIMEOUT:g} seconds",
                            "try again later, or download the alert and give the file") from None
-    except (aiohttp.ClientError, OSError, ValueError) as error:
+    except (client_error(), OSError, ValueError) as error:
         raise InvalidInput(f"{url}: cannot be fetched: {error or type(error).__name__}",
                            "check the URL and the network") from None
 

@@ -16,33 +16,59 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tocsin.service import targets
 from tocsin.service.targets import PrivateAddress
 
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp.abc import AbstractResolver
 
-class GuardedResolver(AbstractResolver):
-    """Resolves through `targets.lookup`, refusing answers that are not public addresses."""
+# aiohttp is imported when a request is first sent: it takes a tenth of a second or more to
+# import, and a server that never sends anything (most never do) should not start slower.
 
-    def __init__(self, allow_private: bool) -> None:
-        self._allow_private = allow_private
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = await asyncio.to_thread(targets.public_addresses, host, port,
-                                        allow_private=self._allow_private)
-        return [ResolveResult(hostname=host, host=address, port=port, family=kind, proto=0,
-                              flags=socket.AI_NUMERICHOST)
-                for kind, address in found
-                if family in (socket.AF_UNSPEC, kind)]
+def client_error() -> type[Exception]:
+    """aiohttp's base error (for `except` clauses; imported when first asked for)."""
+    import aiohttp
 
-    async def close(self) -> None:
-        return None
+    return aiohttp.ClientError
+
+
+@cache
+def _resolver_class() -> type[AbstractResolver]:
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    class GuardedResolver(AbstractResolver):
+        """Resolves through `targets.lookup`, refusing answers that are not public
+        addresses."""
+
+        def __init__(self, allow_private: bool) -> None:
+            self._allow_private = allow_private
+
+        async def resolve(self, host: str, port: int = 0,
+                          family: socket.AddressFamily = socket.AF_INET
+                          ) -> list[ResolveResult]:
+            found = await asyncio.to_thread(targets.public_addresses, host, port,
+                                            allow_private=self._allow_private)
+            return [ResolveResult(hostname=host, host=address, port=port, family=kind,
+                                  proto=0, flags=socket.AI_NUMERICHOST)
+                    for kind, address in found
+                    if family in (socket.AF_UNSPEC, kind)]
+
+        async def close(self) -> None:
+            return None
+
+    return GuardedResolver
+
+
+def guarded_resolver(allow_private: bool) -> AbstractResolver:
+    """A resolver through `targets.lookup` that refuses answers that are not public
+    addresses (unless `allow_private`)."""
+    return _resolver_class()(allow_private)  # type: ignore[call-arg]
 
 
 class GuardedClient:
@@ -53,7 +79,7 @@ class GuardedClient:
     def __init__(self, *, allow_private: bool, timeout: float, per_host: int = 0,
                  headers: dict[str, str] | None = None, auto_decompress: bool = True) -> None:
         self.allow_private = allow_private
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
+        self._timeout = (timeout, min(timeout, 5.0))
         self._per_host = per_host
         self._headers = headers or {}
         self._auto_decompress = auto_decompress
@@ -71,6 +97,8 @@ class GuardedClient:
         """The answer to one request (redirects not followed). PrivateAddress when the host
         is or resolves to a private address; aiohttp's errors and TimeoutError otherwise."""
         self.check(url)
+        import aiohttp
+
         try:
             async with self._client().request(method, url, allow_redirects=False,
                                               **options) as answer:
@@ -81,12 +109,17 @@ class GuardedClient:
             raise
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self.allow_private), limit=0,
+                resolver=guarded_resolver(self.allow_private), limit=0,
                 limit_per_host=self._per_host, ttl_dns_cache=60)
+            total, connect = self._timeout
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers=self._headers,
+                connector=connector, timeout=aiohttp.ClientTimeout(total=total,
+                                                                   connect=connect),
+                headers=self._headers,
                 auto_decompress=self._auto_decompress)
         return self._session
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import threading
 
-import psycopg
 from sqlalchemy import Engine
 
 log = logging.getLogger("tocsin.store")
@@ -18,6 +17,8 @@ def listen(engine: Engine, channel: str, loop: asyncio.AbstractEventLoop,
            woken: asyncio.Event, stopping: threading.Event) -> None:
     """LISTEN on `channel` and set `woken` (in `loop`) on every NOTIFY; reconnect on failure.
     Runs until `stopping` is set; meant for a daemon thread."""
+    import psycopg  # here: a server on SQLite never needs it
+
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     while not stopping.is_set():
         try:

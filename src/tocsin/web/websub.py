@@ -22,7 +22,6 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import aiohttp
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,7 +32,7 @@ from tocsin.domain.errors import InvalidInput, RateLimited, TocsinError
 from tocsin.render import urls
 from tocsin.render.errors import Refusal
 from tocsin.service import targets, websub
-from tocsin.service.outgoing import GuardedClient
+from tocsin.service.outgoing import GuardedClient, client_error
 from tocsin.service.targets import PrivateAddress
 from tocsin.store import records
 from tocsin.store.database import reading
@@ -197,7 +196,7 @@ class Hub:
             async with client.request("GET", callback + joiner + urlencode(query)) as answer:
                 said = await answer.content.read(1024)
                 confirmed = 200 <= answer.status < 300
-        except (PrivateAddress, TimeoutError, aiohttp.ClientError, OSError) as error:
+        except (PrivateAddress, TimeoutError, client_error(), OSError) as error:
             log.info("verification of %s for %s failed: %s", callback, topic, error)
             return
         finally:
