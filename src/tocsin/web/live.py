@@ -26,6 +26,11 @@ POLL_SECONDS = 5.0
 """The longest wait between two looks at the store's version. A change wakes the watcher at
 once (tocsin.store.changes); this only bounds the cost of a lost signal."""
 PRERENDER_PAUSE = 0.001
+WARM_PATHS = 256
+"""After a change, how many of the most recently used documents it touched render ahead."""
+WARM_SECONDS = 0.5
+"""The rendering time those may take, per change: the rest render when asked for. (A burst
+of changes would otherwise keep the interpreter busy rendering pages nobody asks for.)"""
 KEEP_EVENTS = 1000
 HEARTBEAT_SECONDS = 15.0
 T = TypeVar("T")
@@ -161,15 +166,20 @@ class Holder:
         """Render `paths` (those the previous snapshot had been asked for and this one did
         not carry over) behind the requests; stop once a newer snapshot has taken over.
 
-        It pauses between documents so that requests (and the next rebuild) never queue
-        behind it for the interpreter.
+        It pauses after each document as long as it took, so that requests (and the next
+        rebuild) get at least half of the interpreter, and stops after WARM_PATHS documents
+        or WARM_SECONDS of rendering.
         """
-        for path in paths:
-            if self.current is not snapshot or self._rebuilding:
+        spent = 0.0
+        for path in paths[:WARM_PATHS]:
+            if self.current is not snapshot or self._rebuilding or spent > WARM_SECONDS:
                 return
+            began = time.perf_counter()
             with contextlib.suppress(Exception):  # a document that fails renders on request
                 snapshot.site.render(path)
-            time.sleep(PRERENDER_PAUSE)
+            took = time.perf_counter() - began
+            spent += took
+            time.sleep(max(PRERENDER_PAUSE, took))
 
     async def watch(self) -> None:
         """Rebuild when the store's version moves or when a level starts or ends; sleep in
