@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-serve bench-scale bench-cap bench-notify clean
+.PHONY: demo test lint fuzz bench bench-serve bench-scale bench-cap bench-notify clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ test: $(STAMP)
 
 ## lint: ruff and mypy (strict on the domain)
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
 	$(BIN)/mypy
+
+## fuzz: every parser of outside input against 100,000 generated inputs each (about 20 min;
+## INPUTS=N or ONLY=target,… for less); new crashes become cases in tests/fuzz_cases/
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py $(if $(INPUTS),--inputs $(INPUTS)) $(if $(ONLY),--only $(ONLY))
 
 ## bench: the resolver benchmark (100,000 areas, 1,000,000 declarations)
 bench: $(STAMP)

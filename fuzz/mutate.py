@@ -191,7 +191,7 @@ def _xml(seed: bytes, rng: random.Random) -> bytes:
                 element.set(rng.choice(["lang", "xml:lang", "id", "{urn:x}a"]), rng.choice(TEXTS))
         except (ValueError, TypeError):  # lxml refuses text it cannot hold: keep the tree
             pass
-    return etree.tostring(root, encoding="utf-8", xml_declaration=rng.random() < 0.5)
+    return bytes(etree.tostring(root, encoding="utf-8", xml_declaration=rng.random() < 0.5))
 
 
 NAMES = ["at", "scheme", "level", "area", "changed_since", "cursor", "limit", "since", "until",

@@ -142,10 +142,9 @@ def strategy(structure: str, found: list[bytes]) -> st.SearchStrategy[bytes]:
     noise = st.binary(max_size=2048) | st.text(max_size=300).map(
         lambda t: t.encode("utf-8", "surrogatepass"))
     if structure in ("json", "toml") and (trees := _trees(structure, found)):
-        scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
-        if structure == "toml":
-            scalars = (st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
-                       | st.datetimes() | st.dates() | st.times())
+        scalars: st.SearchStrategy[Any] = st.one_of(
+            st.booleans(), st.integers(), st.floats(), st.text(max_size=40),
+            *((st.datetimes(), st.dates(), st.times()) if structure == "toml" else (st.none(),)))
         values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                               | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                               max_leaves=8)
