@@ -7,7 +7,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
 from sqlalchemy import Connection, Engine
@@ -42,6 +42,11 @@ TIMELINES_KEPT = 20_000
 ARCHIVE_REACH = timedelta(days=30)
 """How far back from an instant an area's closed history is first read for its recent
 periods (then four times as far, and so on)."""
+ARCHIVE_GRID = timedelta(days=7)
+"""Where those reads start is rounded down to a multiple of this since 1970, so that areas
+read the same windows of the history above them (the country's, a region's), which the
+archive then keeps once for all of them."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 AROUND_KEPT = 64
 """Per-area worlds with closed history (`World.around`) kept by one world: enough for the
 questions of one page (its documents are cached, not these)."""
@@ -377,7 +382,7 @@ class World:
         anchor = min(at, self.archive.until, newest if newest is not None else at)
         reach = ARCHIVE_REACH
         while True:
-            since = anchor - reach
+            since = _EPOCH + (anchor - reach - _EPOCH) // ARCHIVE_GRID * ARCHIVE_GRID
             complete = self.archive.complete_after(chain, since)
             world = self.around(code, None if complete else since)
             periods, truncated = world.periods_around(key, code, at, before)
