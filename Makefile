@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint fuzz bench bench-serve bench-scale bench-cap bench-notify clean
+.PHONY: demo test lint fuzz bench bench-serve bench-scale bench-processes bench-cap bench-notify clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench-serve: $(STAMP)
 ## SIZES=1000,10000 or QUICK=1 for less; generated databases are cached in bench/.cache/)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(if $(SIZES),--sizes $(SIZES)) $(if $(QUICK),--quick)
+
+## bench-processes: what a change costs each of 2 server processes on a throwaway PostgreSQL
+## (10,000 areas; AREAS=N for another size)
+bench-processes: $(STAMP)
+	scripts/with-postgres $(BIN)/python bench/processes.py $(if $(AREAS),--areas $(AREAS))
 
 ## bench-cap: CAP export + validation (tocsin, lxml, xmlschema side by side) and import, msg/s
 bench-cap: $(STAMP)

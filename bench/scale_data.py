@@ -326,9 +326,21 @@ def database(areas: int, history: int, *, run: Run, log: Log) -> Generated:
 
 def _generate(work: Path, areas: int, history: int, run: Run, log: Log) -> Generated:
     began = time.perf_counter()
-    rng = random.Random(f"tocsin-scale-{GENERATOR_VERSION}-{areas}-{history}")
     db = work / "tocsin.sqlite3"
-    url = f"sqlite:///{db}"
+    rows, steps = populate(f"sqlite:///{db}", work, areas, history, run, log)
+    started = time.perf_counter()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    steps["checkpoint"] = round(time.perf_counter() - started, 1)
+    return Generated(db, rows, history, time.perf_counter() - began, False, steps)
+
+
+def populate(url: str, work: Path, areas: int, history: int, run: Run,
+             log: Log) -> tuple[int, dict[str, float]]:
+    """Fill the empty database at `url` (any tocsin supports): the tree through the CLI, the
+    history in bulk, one real declaration. Returns the number of areas and each step's
+    seconds; `work` holds the tree's CSV."""
+    rng = random.Random(f"tocsin-scale-{GENERATOR_VERSION}-{areas}-{history}")
     steps: dict[str, float] = {}
 
     def step(name: str, started: float) -> None:
@@ -354,8 +366,4 @@ def _generate(work: Path, areas: int, history: int, run: Run, log: Log) -> Gener
           "--headline", "Moderate terrorism threat level in Akmola region (benchmark)",
           "--lang", "en"], url, "tocsin declare", 3600)
     step("tocsin declare (one real declaration)", started)
-    started = time.perf_counter()
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    step("checkpoint", started)
-    return Generated(db, len(rows), history, time.perf_counter() - began, False, steps)
+    return len(rows), steps
