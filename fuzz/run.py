@@ -113,7 +113,7 @@ def _trees(structure: str, found: list[bytes]) -> list[Any]:
     for data in found:
         try:
             trees.append(json.loads(data) if structure == "json" else tomllib.loads(data.decode()))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             continue  # a kept case that is not a document
     return trees
 

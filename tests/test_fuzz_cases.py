@@ -21,6 +21,9 @@ def test_every_target_keeps_cases_and_every_case_folder_is_a_target() -> None:
 @pytest.mark.parametrize(("target", "case"), KEPT,
                          ids=[f"{name}/{path.name}" for name, path in KEPT])
 def test_a_kept_fuzz_case_neither_crashes_nor_hangs(target: str, case: Path) -> None:
-    outcome = feed(TARGETS[target], case.read_bytes())
+    data = case.read_bytes()
+    outcome = feed(TARGETS[target], data)
     assert outcome.crash is None, outcome.trace
+    if outcome.hang:  # the first input of a target also pays for its set-up: try again
+        outcome = feed(TARGETS[target], data)
     assert outcome.seconds < HANG_SECONDS, f"took {outcome.seconds:.2f} s"

@@ -60,7 +60,7 @@ def check_kind(value: str, where: str) -> AreaKind:
 def check_timezone(value: str, where: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         raise InvalidInput(f"{where}: time zone {value!r} is not known",
                            "use an IANA name such as Asia/Almaty or Europe/London") from None
     return value
