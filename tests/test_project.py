@@ -91,6 +91,18 @@ def test_every_package_imports_only_its_own_layer_and_below() -> None:
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
 
 
+def test_the_command_line_starts_without_the_libraries_only_some_commands_need() -> None:
+    """`tocsin serve` and every command import the CLI; these libraries take a large share
+    of a server's start-up and are imported where they are used (migrating, sending,
+    reading shapes)."""
+    lazy = ["alembic", "aiohttp", "shapely", "numpy", "psycopg"]
+    probe = ("import sys, tocsin.cli.main; "
+             f"print(' '.join(m for m in {lazy!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == ""
+
+
 def test_no_clock_reads_in_the_domain() -> None:
     for path in (SRC / "domain").glob("*.py"):
         source = path.read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 from tocsin.store import tables
-from tocsin.store.database import connect, migrate
+from tocsin.store.database import code_head, connect, current_revision, migrate
 
 
 def test_migrations_build_exactly_the_declared_tables(empty_db_url: str) -> None:
@@ -20,6 +20,25 @@ def test_migrations_build_exactly_the_declared_tables(empty_db_url: str) -> None
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), tables.metadata)
     assert diff == []
+    engine.dispose()
+
+
+def test_the_code_head_and_revision_read_without_alembic_are_alembics(
+        empty_db_url: str) -> None:
+    from importlib.resources import files
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(files("tocsin.store") / "migrations"))
+    assert code_head() == ScriptDirectory.from_config(config).get_current_head()
+    engine = connect(empty_db_url)
+    with engine.connect() as conn:
+        assert current_revision(conn) is None
+    migrate(engine)
+    with engine.connect() as conn:
+        assert current_revision(conn) == MigrationContext.configure(conn).get_current_revision()
     engine.dispose()
 
 

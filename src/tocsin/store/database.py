@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 from tocsin.domain.errors import Conflict, Unavailable
 from tocsin.store import tables
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (and Mako, Pygments behind it) is imported only to migrate: every command and
+# server checks the schema's revision, which needs neither, and importing it took longer
+# than the rest of a server's start-up on a small database.
 
 WRITE = "tocsin_write"
 
@@ -165,6 +169,8 @@ def store_refusal(error: BaseException, url: str) -> Unavailable | None:
 
 
 def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(files("tocsin.store") / "migrations"))
     config.attributes["connection"] = connection
@@ -173,19 +179,28 @@ def _alembic_config(connection: Connection) -> Config:
 
 def migrate(engine: Engine) -> tuple[str | None, str]:
     """Create or upgrade the schema to the newest migration; returns (before, after)."""
+    from alembic import command
+
     with engine.begin() as connection:
         config = _alembic_config(connection)
-        before = MigrationContext.configure(connection).get_current_revision()
+        before = current_revision(connection)
         command.upgrade(config, "head")
-        after = MigrationContext.configure(connection).get_current_revision()
+        after = current_revision(connection)
     assert after is not None
     return before, after
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The migration the database is at (Alembic's version table); None when it has none."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def check_current(engine: Engine) -> None:
     """Refuse to work on a database that is missing or behind the code's migrations."""
     with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
+        current = current_revision(connection)
     head = code_head()
     if current is None:
         raise Conflict(
@@ -214,10 +229,28 @@ def check_writable(engine: Engine, why: str) -> None:
 
 @cache
 def code_head() -> str | None:
-    """The newest migration this code knows (read from the package once per process)."""
-    config = Config()
-    config.set_main_option("script_location", str(files("tocsin.store") / "migrations"))
-    return ScriptDirectory.from_config(config).get_current_head()
+    """The newest migration this code knows: the one revision no other revises, read from
+    the headers of the migration files once per process (as Alembic reads them)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for entry in (files("tocsin.store") / "migrations" / "versions").iterdir():
+        if not entry.name.endswith(".py"):
+            continue
+        header = entry.read_text(encoding="utf-8")
+        found = _REVISION.search(header)
+        if found is not None:
+            revisions.add(found.group(1))
+            below = _DOWN_REVISION.search(header)
+            if below is not None:
+                revised.add(below.group(1))
+    heads = revisions - revised
+    if len(heads) > 1:
+        raise AssertionError(f"the migrations have several heads: {sorted(heads)}")
+    return heads.pop() if heads else None
+
+
+_REVISION = re.compile(r"""^revision\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"""^down_revision\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 
 
 @contextmanager
