@@ -145,6 +145,27 @@ class Archive:
             out.update(loaded)
         return out
 
+    def prefetch(self, ids: Sequence[str]) -> None:
+        """Read the declarations `ids` and those replacing them in a few statements, so
+        that asking for each of them (`declarations`, `replacing`) reads nothing more: the
+        static mirror asks that of every declaration ever published."""
+        wanted = [key for key in ids if self._by_id.get(key) is None]
+        with reading(self.engine) as conn:
+            loaded = (records.load_declarations(conn, ids=wanted, statuses=[Status.PUBLISHED])
+                      if wanted else {})
+            replacing = records.replacing_of(conn, ids)
+            newer = [new for news in replacing.values() for new in news
+                     if new not in loaded and self._by_id.get(new) is None]
+            if newer:
+                loaded.update(records.load_declarations(conn, ids=newer,
+                                                        statuses=[Status.PUBLISHED]))
+        for key, d in loaded.items():
+            self._by_id.put(key, d)
+        for key in ids:  # only published declarations are read and kept
+            self._replacers.put(key, sorted(
+                new for new in replacing.get(key, ())
+                if new in loaded or self._by_id.get(new) is not None))
+
     def replacing(self, declaration_id: str) -> list[str]:
         """Ids of the published declarations replacing `declaration_id`, sorted."""
         found = self._replacers.get(declaration_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -136,6 +136,12 @@ class World:
         if found is None and self.archive is not None:
             found = self.archive.declarations([declaration_id]).get(declaration_id)
         return found
+
+    def prefetch(self, ids: Sequence[str]) -> None:
+        """Read ahead, in a few statements, the closed declarations among `ids` and what
+        replaces them (see `Archive.prefetch`); nothing without an archive."""
+        if self.archive is not None:
+            self.archive.prefetch([key for key in ids if key not in self.declarations])
 
     def around(self, code: str, since: datetime | None = None) -> World:
         """A world complete for one area: every published declaration naming it or an area

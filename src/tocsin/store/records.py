@@ -644,11 +644,19 @@ def published_page(conn: Connection, *, scheme: str | None, codes: Sequence[str]
 
 
 def published_ids_from(conn: Connection, prefix: str, limit: int) -> list[str]:
-    """Up to `limit` published ids starting with `prefix`, in id order."""
+    """Up to `limit` published ids starting with `prefix`, in id order. Read along the
+    primary key from `prefix`, the status tested here (a status test there made SQLite
+    read every published row and sort them)."""
     d = t.declarations
-    query = (select(d.c.id).where(d.c.status == Status.PUBLISHED.value, d.c.id >= prefix)
-             .order_by(d.c.id).limit(limit))
-    return [key for key in conn.execute(query).scalars() if key.startswith(prefix)]
+    found: list[str] = []
+    rows = conn.execute(select(d.c.id, d.c.status).where(d.c.id >= prefix).order_by(d.c.id))
+    for key, status in rows:
+        if not key.startswith(prefix) or len(found) >= limit:
+            break
+        if status == Status.PUBLISHED.value:
+            found.append(key)
+    rows.close()
+    return found
 
 
 def replacing_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[str]]:
@@ -665,10 +673,10 @@ def replacing_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[str]]:
 def replacing_ids(conn: Connection, declaration_id: str) -> list[str]:
     """The ids of the published declarations replacing `declaration_id`, sorted."""
     d, r = t.declarations, t.declaration_replaces
-    return sorted(conn.execute(select(r.c.declaration_id)
-                               .join(d, d.c.id == r.c.declaration_id)
-                               .where(r.c.replaces_id == declaration_id,
-                                      d.c.status == Status.PUBLISHED.value)).scalars())
+    # The status is tested here: a status test there made SQLite read every published row.
+    return sorted(key for key, status in conn.execute(
+        select(r.c.declaration_id, d.c.status).join(d, d.c.id == r.c.declaration_id)
+        .where(r.c.replaces_id == declaration_id)) if status == Status.PUBLISHED.value)
 
 
 STRUCTURE_TOPICS = ("areas.changed", "scheme.changed")

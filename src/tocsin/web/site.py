@@ -42,6 +42,8 @@ CACHE_LIMIT = 50_000
 """Documents without a query kept per process, least recently used first out."""
 CACHE_BYTES = 512 * 1024 * 1024
 QUERY_CACHE_LIMIT = 2_000
+PREFETCH = 2_000
+"""Groups whose declarations the static mirror reads ahead at once."""
 """Documents for a query (?at=, filters) are kept apart, so that no stream of queries can
 push the plain documents out."""
 CAP_XML = feeds.CAP_TYPE
@@ -320,8 +322,15 @@ class Site:
         by_group: dict[tuple[str, str | None], list[str]] = {}
         for path in self.paths():
             by_group.setdefault(group_of(path), []).append(path)
-        for (kind, name), paths in by_group.items():
-            yield (f"{kind}:{name}" if name else kind), self._signature(kind, name), paths
+        # Declarations' signatures read each declaration and what replaces it: read them
+        # ahead a chunk at a time (a few statements each), not one by one.
+        groups = list(by_group.items())
+        for start in range(0, len(groups), PREFETCH):
+            chunk = groups[start:start + PREFETCH]
+            self.world.prefetch([name for (kind, name), _ in chunk
+                                 if kind == "declaration" and name is not None])
+            for (kind, name), paths in chunk:
+                yield (f"{kind}:{name}" if name else kind), self._signature(kind, name), paths
 
     def _signature(self, kind: str, name: str | None) -> str | None:
         world = self.world
