@@ -11,12 +11,14 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.helpers import request, utc
 
 from tocsin import demo
+from tocsin.domain.area import Area, AreaKind
 from tocsin.domain.errors import InvalidInput, NotFound
 from tocsin.domain.times import iso
 from tocsin.render import api
@@ -276,6 +278,29 @@ def test_history_of_everything_is_oldest_first(dem: Demo) -> None:
     effective = [d["effective"] for d in doc["declarations"]]
     assert effective == sorted(effective) and effective[0] == COUNTRYWIDE
     assert {d["id"] for d in doc["declarations"]} == set(dem.published)
+
+
+def test_history_of_everything_is_bounded_and_says_where_the_rest_is(
+        dem: Demo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without an area: the newest HISTORY_DECLARATIONS declarations (oldest first among
+    them), how many there are, a link to the rest; the timelines of the top two levels of
+    the tree only, however deep it goes."""
+    monkeypatch.setattr(api, "HISTORY_DECLARATIONS", 2)
+    doc = api.history_doc(dem.world)
+    newest = dem.published[-2:]
+    assert [d["id"] for d in doc["declarations"]] == newest
+    assert doc["declarations_total"] == len(dem.published)
+    assert doc["more_declarations"] == "/api/v1/declarations?limit=2&offset=2"
+    engine = connect(f"sqlite:///{tmp_path / 'deep.sqlite3'}")
+    demo.replay(engine, set_up_at=demo.COUNTRYWIDE_AT)
+    commands.import_areas(engine, [Area("KZ-75-D001", AreaKind.DISTRICT, {"en": "Almaly"},
+                                        parent="KZ-75")], now=utc(2022, 1, 20), actor="tester")
+    deep = queries.load_world(engine)
+    engine.dispose()
+    shown = {t["area"] for t in api.history_doc(deep)["timelines"]}
+    assert "KZ" in shown and "KZ-75" in shown and "KZ-75-D001" not in shown
+    assert [t["area"] for t in api.history_doc(deep, area="KZ-75-D001")["timelines"]] == [
+        "KZ-75-D001"]
 
 
 def test_history_of_an_empty_span_is_empty(dem: Demo) -> None:

@@ -32,6 +32,9 @@ from tocsin.render.query import ParamKind
 from tocsin.service.queries import AreaStatus, World
 
 DEFAULT_LIMIT = 50
+HISTORY_DECLARATIONS = 100
+"""Declarations /api/v1/history lists without an area (the newest; the rest are paged in
+/api/v1/declarations)."""
 EXPLAIN_LANGUAGES = ("en",)
 
 # The query parameters each endpoint takes, for parse_query and the OpenAPI document.
@@ -243,13 +246,22 @@ def schemes_doc(world: World) -> dict[str, Any]:
 
 def history_doc(world: World, *, area: str | None = None, scheme: str | None = None,
                 since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
-    """The level changes of an area (or every area) under a scheme (or every used scheme).
+    """The level changes of an area (or of the country and its regions) under a scheme (or
+    every used scheme).
 
     Per area and scheme, the periods overlapping [since, until), unclipped; then the
-    published declarations taking effect in that range, oldest first. NotFound for an
-    unknown area or scheme.
+    published declarations taking effect in that range, oldest first: with an area, every
+    one naming it or an area above it; without one, the newest HISTORY_DECLARATIONS, with
+    how many there are in all and where the rest are (/api/v1/declarations, paged). Without
+    an area the timelines are those of the top areas and the areas just below them: a
+    deeper area's are asked for by `area` (a country of 100,000 areas would otherwise
+    make this one document of every area's history). NotFound for an unknown area or
+    scheme.
     """
-    codes = [_area(world, area).code] if area else list(world.tree.order)
+    tree = world.tree
+    codes = ([_area(world, area).code] if area else
+             [c for c in tree.order if tree.areas[c].parent is None
+              or tree.areas[tree.areas[c].parent or ""].parent is None])
     keys = [_scheme(world, scheme).key] if scheme else world.used_schemes()
     timelines = [
         {"area": code, "scheme": key,
@@ -257,15 +269,27 @@ def history_doc(world: World, *, area: str | None = None, scheme: str | None = N
                      if _overlaps(p, since, until)]}
         for key in keys for code in codes
     ]
+    more: str | None = None
+    if area:
+        found = _published(world, scheme=scheme, area=area, since=since, until=until)
+        total = len(found)
+    else:
+        page = declarations_doc(world, scheme=scheme, since=since, until=until,
+                                limit=HISTORY_DECLARATIONS)
+        total = page["total"]
+        found = [d for d in (world.declaration(item["id"]) for item in reversed(page["items"]))
+                 if d is not None]
+        more = page["links"]["next"]
     declarations = [
         {"id": d.id, "scheme": d.scheme, "level": d.level, "areas": list(d.areas),
          "effective": iso(_effective(d)), "links": {"self": urls.api_declaration(d.id)}}
-        for d in _published(world, scheme=scheme, area=area, since=since, until=until)
+        for d in found
     ]
     return {
         "area": area, "scheme": scheme,
         "since": iso(since) if since else None, "until": iso(until) if until else None,
         "timelines": timelines, "declarations": declarations,
+        "declarations_total": total, "more_declarations": more,
     }
 
 

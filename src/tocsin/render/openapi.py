@@ -114,7 +114,12 @@ def _paths() -> dict[str, Any]:
         "/api/v1/history": _get(
             "history", "Level changes over a span of time",
             "Per area and scheme, the periods of one level that overlap [since, until), whole "
-            "(not cut at the span's edges); then the declarations taking effect in the span.",
+            "(not cut at the span's edges); then the declarations taking effect in the span, "
+            "oldest first. With `area`: that area's timelines and every declaration naming it "
+            "or an area above it. Without: the timelines of the top areas and the areas just "
+            "below them, and the newest 100 declarations of the span; `declarations_total` "
+            "counts them all and `more_declarations` links to the rest in "
+            "/api/v1/declarations.",
             api.HISTORY_PARAMS, "History", not_found=True),
     }
 
@@ -320,5 +325,7 @@ def _schemas() -> dict[str, Schema]:
             "declarations": _array(_obj({
                 "id": STRING, "scheme": STRING, "level": STRING, "areas": _array(AREA_CODE),
                 "effective": INSTANT, "links": _obj({"self": STRING})})),
+            "declarations_total": {"type": "integer", "minimum": 0},
+            "more_declarations": _or_null(STRING),
         }),
     }
