@@ -287,7 +287,11 @@ def test_history_of_everything_is_bounded_and_says_where_the_rest_is(
     the tree only, however deep it goes."""
     monkeypatch.setattr(api, "HISTORY_DECLARATIONS", 2)
     doc = api.history_doc(dem.world)
-    newest = dem.published[-2:]
+    def order(key: str) -> tuple[Any, str]:
+        found = dem.world.declaration(key)
+        assert found is not None
+        return found.effective, key
+    newest = sorted(dem.published, key=order)[-2:]
     assert [d["id"] for d in doc["declarations"]] == newest
     assert doc["declarations_total"] == len(dem.published)
     assert doc["more_declarations"] == "/api/v1/declarations?limit=2&offset=2"

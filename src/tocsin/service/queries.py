@@ -325,6 +325,11 @@ class World:
         area under a long history costs what its recent past costs."""
         if self.archive is not None:
             return self._periods_from_archive(key, code, at, before)
+        return self._periods_within(key, code, at, before)
+
+    def _periods_within(self, key: str, code: str, at: datetime,
+                        before: int) -> tuple[list[Period], bool]:
+        """`periods_around` over this world's own declarations alone."""
         history = self.history(key)
         chain = [self.tree.get(code).code, *self.tree.ancestors(code)]
         holding: Counter[int] = Counter(w.rank for w in history.naming_at(chain, at))
@@ -382,6 +387,12 @@ class World:
         it, so periods that begin after it are exact without them."""
         assert self.archive is not None
         code = self.tree.get(code).code
+        # Nothing closed holds after the archive's cut: periods that all begin after it are
+        # exact from this world's own declarations (after a change, most areas' are).
+        periods, truncated = self._periods_within(key, code, at, before)
+        oldest = periods[0].start
+        if truncated and oldest is not None and oldest > self.archive.until:
+            return periods, truncated
         chain = [code, *self.tree.ancestors(code)]
         # Closed history has no boundary after the last closed end: read back from there.
         newest = self.archive.ended(chain)
