@@ -145,6 +145,16 @@ class Archive:
             out.update(loaded)
         return out
 
+    def prefetch_spans(self, codes: Sequence[str]) -> None:
+        """Read, in one statement, when the closed history of each of `codes` begins and
+        ends (`_span`): the static mirror asks it of every area."""
+        wanted = [code for code in codes if self._spans.get(code) is None]
+        if wanted:
+            with reading(self.engine) as conn:
+                found = records.closed_spans(conn, wanted, self.until)
+            for code, span in found.items():
+                self._spans.put(code, span)
+
     def prefetch(self, ids: Sequence[str]) -> None:
         """Read the declarations `ids` and those replacing them in a few statements, so
         that asking for each of them (`declarations`, `replacing`) reads nothing more: the

@@ -143,6 +143,13 @@ class World:
         if self.archive is not None:
             self.archive.prefetch([key for key in ids if key not in self.declarations])
 
+    def prefetch_areas(self, codes: Sequence[str]) -> None:
+        """Read ahead, in one statement, the bounds of the closed history of `codes` and
+        the areas above them (see `Archive.prefetch_spans`); nothing without an archive."""
+        if self.archive is not None:
+            chain = {c: None for code in codes for c in (code, *self.tree.ancestors(code))}
+            self.archive.prefetch_spans(list(chain))
+
     def around(self, code: str, since: datetime | None = None) -> World:
         """A world complete for one area: every published declaration naming it or an area
         above it (that ended after `since`, if given: what decides its levels from then on),

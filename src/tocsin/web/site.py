@@ -322,13 +322,15 @@ class Site:
         by_group: dict[tuple[str, str | None], list[str]] = {}
         for path in self.paths():
             by_group.setdefault(group_of(path), []).append(path)
-        # Declarations' signatures read each declaration and what replaces it: read them
-        # ahead a chunk at a time (a few statements each), not one by one.
+        # Signatures read each declaration and what replaces it, and each area's closed
+        # history bounds: read them ahead a chunk at a time (a few statements each).
         groups = list(by_group.items())
         for start in range(0, len(groups), PREFETCH):
             chunk = groups[start:start + PREFETCH]
             self.world.prefetch([name for (kind, name), _ in chunk
                                  if kind == "declaration" and name is not None])
+            self.world.prefetch_areas([name for (kind, name), _ in chunk if kind == "area"
+                                       and name is not None and name in self.world.tree])
             for (kind, name), paths in chunk:
                 yield (f"{kind}:{name}" if name else kind), self._signature(kind, name), paths
 
