@@ -8,8 +8,10 @@ fuzz/mutate.py (structure-aware and byte-level mutation of the seeds in fuzz/see
 microseconds an input). An exception other than the door's own refusal is a crash; an input
 that takes more than 1 s, a hang. Each crash and hang is shrunk (cheaply) and written to
 tests/fuzz_cases/TARGET/SHA1.bin, where `make test` replays it. The table of targets,
-inputs, seconds, inputs/s, crashes and hangs is printed and kept in fuzz/results/latest.txt;
-the exit status is 1 if anything crashed or hung.
+inputs, seconds, inputs/s, crashes and hangs is printed and kept in fuzz/results/latest.txt
+(with each target's slowest input beside it); the exit status is 1 if anything crashed or
+hung. An input over 1 s is fed once more before it counts as a hang: a busy machine is not a
+slow parser.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Tally:
     hypothesis: int = 0
     seconds: float = 0.0
     slowest: float = 0.0
+    slowest_input: bytes = b""
     crashes: dict[str, bytes] = field(default_factory=dict)
     """signature → the (shrunk) input, one per distinct crash"""
     hangs: dict[str, bytes] = field(default_factory=dict)
@@ -66,7 +69,8 @@ def signature(outcome: Outcome) -> str | None:
 
 def record(tally: Tally, target: Target, data: bytes, outcome: Outcome) -> None:
     tally.inputs += 1
-    tally.slowest = max(tally.slowest, outcome.seconds)
+    if outcome.seconds > tally.slowest:
+        tally.slowest, tally.slowest_input = outcome.seconds, data
     found = signature(outcome)
     if found is None:
         return
@@ -75,7 +79,8 @@ def record(tally: Tally, target: Target, data: bytes, outcome: Outcome) -> None:
     kept = tally.hangs if found == "hang" else tally.crashes
     if found in kept:
         return
-    print(f"  {target.name}: {found}\n{outcome.trace}", file=sys.stderr, flush=True)
+    trace = "\n".join(line[:300] for line in outcome.trace.splitlines()[-40:])  # values may be huge
+    print(f"  {target.name}: {found}\n{trace}", file=sys.stderr, flush=True)
     kept[found] = shrink(target, data, found)
     tally.written.append(write_case(target.name, kept[found]))
 
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{report}\n{machine}, hang = over {HANG_SECONDS:.0f} s")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(f"{report}\n{machine}\n", encoding="utf-8")
+    for tally in tallies:  # to time again: was the slowest input slow, or the machine busy?
+        (RESULTS.parent / f"{tally.target}.slowest.bin").write_bytes(tally.slowest_input)
     written = [p for t in tallies for p in t.written]
     for path in written:
         print(f"new case: {path.relative_to(ROOT)}")
