@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import heapq
+import threading
 from bisect import bisect_right
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,9 @@ ARCHIVE_GRID = timedelta(days=7)
 read the same windows of the history above them (the country's, a region's), which the
 archive then keeps once for all of them."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OWN_KEPT = 4_096
+"""Per-area worlds of one area's own windows (`World._around_one`) kept by one world: the
+areas above the pages asked for (the country, regions, districts) stay."""
 AROUND_KEPT = 64
 """Per-area worlds with closed history (`World.around`) kept by one world: enough for the
 questions of one page (its documents are cached, not these)."""
@@ -125,6 +129,9 @@ class World:
     """Per scheme: the previous levels and the areas a change named, to resolve again."""
     archive: Archive | None = None
     _around: dict[tuple[str, datetime | None], World] = field(default_factory=dict)
+    _own_around: OrderedDict[tuple[str, datetime | None], World] = field(
+        default_factory=OrderedDict)
+    _own_lock: threading.Lock = field(default_factory=threading.Lock)
     _seeing: dict[datetime, World] = field(default_factory=dict)
     _ended_since: dict[datetime, set[str]] = field(default_factory=dict)
 
@@ -171,6 +178,33 @@ class World:
             if len(self._around) >= AROUND_KEPT:
                 self._around.clear()
             self._around[(code, since)] = found
+        return found
+
+    def _around_one(self, code: str, since: datetime | None) -> World:
+        """A world complete for the windows naming `code` itself (not the areas above it)
+        from `since` on: its closed declarations that ended after `since` (all, when None),
+        its live ones, and what replaces them. The areas above an area are those of many
+        others, so theirs are made once a snapshot and kept (OWN_KEPT, least recently used
+        first out)."""
+        assert self.archive is not None
+        with self._own_lock:
+            found = self._own_around.get((code, since))
+            if found is not None:
+                self._own_around.move_to_end((code, since))
+                return found
+        if found is None:
+            own = self.archive.naming([code], since)
+            for key in self.used_schemes():
+                for window in self.history(key).naming([code]):
+                    d = window.declaration
+                    own[d.id] = d
+                    for r in self.replaced_by(d.id):
+                        own[r] = self.declarations[r]
+            found = self._partial(own, self.now)
+            with self._own_lock:
+                self._own_around[(code, since)] = found
+                while len(self._own_around) > OWN_KEPT:
+                    self._own_around.popitem(last=False)
         return found
 
     def seeing(self, at: datetime) -> World:
@@ -334,14 +368,22 @@ class World:
             return self._periods_from_archive(key, code, at, before)
         return self._periods_within(key, code, at, before)
 
-    def _periods_within(self, key: str, code: str, at: datetime,
-                        before: int) -> tuple[list[Period], bool]:
-        """`periods_around` over this world's own declarations alone."""
+    def _periods_within(self, key: str, code: str, at: datetime, before: int,
+                        worlds: Sequence[World] | None = None) -> tuple[list[Period], bool]:
+        """`periods_around` over this world's own declarations alone, or, with `worlds`
+        (one per area of the chain, the area first), over each area's windows from its
+        world."""
         history = self.history(key)
         chain = [self.tree.get(code).code, *self.tree.ancestors(code)]
-        holding: Counter[int] = Counter(w.rank for w in history.naming_at(chain, at))
+        if worlds is None:
+            holding: Counter[int] = Counter(w.rank for w in history.naming_at(chain, at))
+            own = [self._own(key, c) for c in chain]
+        else:
+            held = {w.declaration.id: w.rank for world, c in zip(worlds, chain, strict=True)
+                    for w in world.history(key).naming_at([c], at)}
+            holding = Counter(held.values())
+            own = [world._own(key, c) for world, c in zip(worlds, chain, strict=True)]
         current = _top(holding)
-        own = [self._own(key, c) for c in chain]
 
         def events(forward: bool) -> Iterator[tuple[datetime, int, int]]:
             """Window starts (+1) and ends (-1) after `at` ascending, or the reverse
@@ -407,9 +449,11 @@ class World:
         reach = ARCHIVE_REACH
         while True:
             since = _EPOCH + (anchor - reach - _EPOCH) // ARCHIVE_GRID * ARCHIVE_GRID
-            complete = self.archive.complete_after(chain, since)
-            world = self.around(code, None if complete else since)
-            periods, truncated = world.periods_around(key, code, at, before)
+            whole = [self.archive.complete_after([c], since) for c in chain]
+            complete = all(whole)
+            worlds = [self._around_one(c, None if done else since)
+                      for c, done in zip(chain, whole, strict=True)]
+            periods, truncated = self._periods_within(key, code, at, before, worlds)
             oldest = periods[0].start
             if complete or (truncated and oldest is not None and oldest > since):
                 return periods, truncated
