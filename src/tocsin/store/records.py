@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -66,7 +67,23 @@ def _parsed(key: str, document: str) -> Scheme:
 def load_tree(conn: Connection) -> AreaTree:
     """Every area. Rows are read as the driver gives them, and names and shapes are parsed
     when first read (`StoredJson`): a server starting on 100,000 areas reads only the few it
-    shows."""
+    shows. Read once a transaction (a write asks for it several times: to check the areas
+    named, to find whose levels changed, to write the CAP message), until areas are written
+    in it."""
+    transaction = conn.get_transaction()
+    if transaction is None:
+        return _read_tree(conn)
+    found = _TREES.get(transaction)
+    if found is None:
+        found = _TREES[transaction] = _read_tree(conn)
+    return found
+
+
+_TREES: weakref.WeakKeyDictionary[Any, AreaTree] = weakref.WeakKeyDictionary()
+"""The area tree each open transaction read (see `load_tree`); gone with the transaction."""
+
+
+def _read_tree(conn: Connection) -> AreaTree:
     a = t.areas
     query = select(a.c.code, a.c.kind, type_coerce(a.c.names, Text), a.c.parent,
                    type_coerce(a.c.geocodes, Text), a.c.timezone,
@@ -170,6 +187,9 @@ class StoredJson(Mapping[str, Any]):
 
 def save_areas(conn: Connection, tree: AreaTree, changed: Iterable[Area]) -> None:
     """Insert or update `changed` areas of `tree`, parents before children."""
+    transaction = conn.get_transaction()
+    if transaction is not None:
+        _TREES.pop(transaction, None)  # this transaction reads the tree again
     existing = set(conn.execute(select(t.areas.c.code)).scalars())
     position = conn.execute(select(func.coalesce(func.max(t.areas.c.position), 0))).scalar_one()
     wanted = {area.code for area in changed}
