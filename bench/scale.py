@@ -496,8 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.say("")
     for line in machine:
         out.say(line)
-    out.say(f"how: {how}; SQLite; latency from the CLI's answer (commit); load average at "
-            f"end: {load_average()}; {time.perf_counter() - began:.0f} s in all")
+    out.say(f"how: {how}; SQLite; latency from the commit of a writer that stays up; load "
+            f"average at end: {load_average()}; {time.perf_counter() - began:.0f} s in all")
     document = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine, "how": how, "quick": args.quick,

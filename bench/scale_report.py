@@ -90,8 +90,8 @@ def print_table(say: Callable[[str], None], rows: Sequence[tuple[str, str, str]]
     extra: list[tuple[str, Callable[[Mapping[str, Any]], str]]] = [
         ("generate the database (once; cached after)", _generated),
         ("measure this size", lambda d: _s(d.get("measure_s"))),
-        ("`tocsin declare` (CLI, start to answer), p50",
-         lambda d: _s(d.get("latency", {}).get("declare_cli_p50_s"))),
+        ("a change's commit (the latency writer, service layer), p50",
+         lambda d: _s(d.get("latency", {}).get("declare_p50_s"))),
         ("server settled after start (under 30% of a core)", lambda d: _s(d.get("settled_s"))),
     ]
     for label, show in extra:
