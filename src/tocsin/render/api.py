@@ -198,13 +198,8 @@ def declarations_doc(world: World, *, scheme: str | None = None, area: str | Non
     effective time in [since, until). NotFound for an unknown scheme or area; an empty
     range or an offset past the end gives an empty page.
     """
-    key = _scheme(world, scheme).key if scheme else None
-    code = _area(world, area).code if area else None
-    found: list[Declaration] = []
-    total = 0
-    if since is None or until is None or since < until:
-        total, found = world.page(scheme=key, area=code, since=since, until=until,
-                                  limit=limit, offset=offset)
+    total, found = _page(world, scheme=scheme, area=area, since=since, until=until,
+                         limit=limit, offset=offset)
     filters = [("scheme", scheme), ("area", area),
                ("since", iso(since) if since else None), ("until", iso(until) if until else None)]
 
@@ -244,6 +239,18 @@ def schemes_doc(world: World) -> dict[str, Any]:
     return {"schemes": [scheme_json(world.schemes[key]) for key in sorted(world.schemes)]}
 
 
+def _page(world: World, *, scheme: str | None, area: str | None, since: datetime | None,
+          until: datetime | None, limit: int, offset: int) -> tuple[int, list[Declaration]]:
+    """How many published declarations match, and `limit` of them from `offset`, newest
+    first (an empty range matches none)."""
+    key = _scheme(world, scheme).key if scheme else None
+    code = _area(world, area).code if area else None
+    if since is not None and until is not None and since >= until:
+        return 0, []
+    return world.page(scheme=key, area=code, since=since, until=until, limit=limit,
+                      offset=offset)
+
+
 def history_doc(world: World, *, area: str | None = None, scheme: str | None = None,
                 since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     """The level changes of an area (or of the country and its regions) under a scheme (or
@@ -274,12 +281,17 @@ def history_doc(world: World, *, area: str | None = None, scheme: str | None = N
         found = _published(world, scheme=scheme, area=area, since=since, until=until)
         total = len(found)
     else:
-        page = declarations_doc(world, scheme=scheme, since=since, until=until,
-                                limit=HISTORY_DECLARATIONS)
-        total = page["total"]
-        found = [d for d in (world.declaration(item["id"]) for item in reversed(page["items"]))
-                 if d is not None]
-        more = page["links"]["next"]
+        total, newest = _page(world, scheme=scheme, area=None, since=since, until=until,
+                              limit=HISTORY_DECLARATIONS, offset=0)
+        found = newest[::-1]
+        if total > len(newest):
+            pairs = [(k, v) for k, v in (("scheme", scheme), ("since", iso(since) if since
+                                                                else None),
+                                         ("until", iso(until) if until else None))
+                     if v is not None]
+            pairs += [("limit", str(HISTORY_DECLARATIONS)),
+                      ("offset", str(HISTORY_DECLARATIONS))]
+            more = urls.api_declarations() + "?" + urlencode(pairs, quote_via=quote, safe=":")
     declarations = [
         {"id": d.id, "scheme": d.scheme, "level": d.level, "areas": list(d.areas),
          "effective": iso(_effective(d)), "links": {"self": urls.api_declaration(d.id)}}

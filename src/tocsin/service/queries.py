@@ -166,19 +166,24 @@ class World:
         code = self.tree.get(code).code
         found = self._around.get((code, since))
         if found is None:
-            chain = [code, *self.tree.ancestors(code)]
-            own = self.archive.naming(chain, since)
-            for key in self.used_schemes():
-                for window in self.history(key).naming(chain):
-                    d = window.declaration
-                    own[d.id] = d
-                    for r in self.replaced_by(d.id):
-                        own[r] = self.declarations[r]
-            found = self._partial(own, self.now)
+            found = self._naming([code, *self.tree.ancestors(code)], since)
             if len(self._around) >= AROUND_KEPT:
                 self._around.clear()
             self._around[(code, since)] = found
         return found
+
+    def _naming(self, codes: list[str], since: datetime | None) -> World:
+        """A world of the published declarations naming any of `codes`: the closed ones
+        that ended after `since` (all, when None), the live ones, and what replaces them."""
+        assert self.archive is not None
+        own = self.archive.naming(codes, since)
+        for key in self.used_schemes():
+            for window in self.history(key).naming(codes):
+                d = window.declaration
+                own[d.id] = d
+                for r in self.replaced_by(d.id):
+                    own[r] = self.declarations[r]
+        return self._partial(own, self.now)
 
     def _around_one(self, code: str, since: datetime | None) -> World:
         """A world complete for the windows naming `code` itself (not the areas above it)
@@ -192,19 +197,11 @@ class World:
             if found is not None:
                 self._own_around.move_to_end((code, since))
                 return found
-        if found is None:
-            own = self.archive.naming([code], since)
-            for key in self.used_schemes():
-                for window in self.history(key).naming([code]):
-                    d = window.declaration
-                    own[d.id] = d
-                    for r in self.replaced_by(d.id):
-                        own[r] = self.declarations[r]
-            found = self._partial(own, self.now)
-            with self._own_lock:
-                self._own_around[(code, since)] = found
-                while len(self._own_around) > OWN_KEPT:
-                    self._own_around.popitem(last=False)
+        found = self._naming([code], since)
+        with self._own_lock:
+            self._own_around[(code, since)] = found
+            while len(self._own_around) > OWN_KEPT:
+                self._own_around.popitem(last=False)
         return found
 
     def seeing(self, at: datetime) -> World:
